@@ -25,6 +25,10 @@ var (
 	ErrUnavailable = errors.New("store: unavailable")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrInvalid: the batch is malformed (no event, an entry of another
+	// event, a Stored.Hash that is not the entry's hash, a missing entry).
+	// Nothing of the batch was stored; retrying it cannot succeed.
+	ErrInvalid = errors.New("store: invalid batch")
 )
 
 // Stored is an entry as it is kept: the decoded entry and its hash.
@@ -59,7 +63,12 @@ type Checkpoint struct {
 
 // Batch is everything one transaction writes for one event. Entries of one
 // author must be consecutive in seq and continue that author's stored log
-// (the first of them has seq 1 or follows the stored head).
+// (the first of them has seq 1 or follows the stored head), and each one's
+// Prev must be the hash of the author's previous entry. Entries may appear in
+// any order in the slice; authors may be interleaved. Views are applied in
+// slice order, so a later row for the same key wins. A checkpoint of a size
+// already stored replaces the stored note if the roots are equal (e.g. the
+// same checkpoint with more cosignatures) and is a conflict otherwise.
 type Batch struct {
 	Event       string
 	Entries     []Stored
@@ -75,8 +84,9 @@ type Store interface {
 	// durable. Entries already stored with the same hash are skipped, so
 	// re-delivering a batch is harmless. It returns ErrConflict if an entry
 	// differs from one stored at the same (event, node, seq) or would leave a
-	// gap, and ErrUnavailable if the write could not be made durable; in
-	// either case nothing of the batch is stored.
+	// gap, or if a tree hash or checkpoint root differs from the stored one;
+	// ErrUnavailable if the write could not be made durable; ErrInvalid if the
+	// batch is malformed. In every error case nothing of the batch is stored.
 	Commit(ctx context.Context, b *Batch) error
 
 	// Head returns the highest seq stored for the author and that entry's hash,
