@@ -131,6 +131,10 @@ func validateFields(e *Entry) error {
 	return nil
 }
 
+// Validate checks the field limits an entry must meet to be signed or
+// decoded: a non-empty event and kind, a non-zero seq, sizes within limits.
+func (e *Entry) Validate() error { return validateFields(e) }
+
 // Framing returns the canonical bytes the signature covers (FORMAT.md).
 func (e *Entry) Framing() []byte {
 	n := len(magic) + 2 + len(e.Event) + NodeIDSize + 8 + HashSize + 8 + 4 +

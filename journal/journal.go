@@ -1,0 +1,407 @@
+// Package journal appends a node's own entries: it sequences, signs and
+// chains them, derives their view rows and tree hashes, and group-commits
+// many concurrent appends into one durable store transaction. It also signs
+// a checkpoint of the node's log at least once a second while there are new
+// entries.
+package journal
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"canopy/ledger"
+	"canopy/store"
+	"canopy/views"
+)
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("journal: closed")
+
+// Config configures a Journal.
+type Config struct {
+	Event string             // event slug
+	Key   ed25519.PrivateKey // this node's signing key
+	Store store.Store
+	Views *views.Set   // nil: views.Default()
+	Clock ledger.Clock // nil: ledger.SystemClock{}
+	// MaxBatch caps how many appends share one commit (default 2048).
+	MaxBatch int
+	// CheckpointEvery is how often a checkpoint is signed while there are
+	// new entries (default 1s).
+	CheckpointEvery time.Duration
+	Logger          *slog.Logger          // nil: discard
+	Metrics         prometheus.Registerer // nil: not registered
+}
+
+// Journal is a node's append path. It is safe for concurrent use.
+type Journal struct {
+	cfg  Config
+	node ledger.NodeID
+	hlc  *ledger.HLCSource
+	log  *slog.Logger
+	m    *metrics
+
+	reqs     chan *request
+	toCommit chan *batch
+	reset    chan struct{} // the committer asks the sequencer to reload its head
+	closing  chan struct{}
+	closed   chan struct{} // the sequencer and committer have stopped
+	once     sync.Once
+
+	// Owned by the sequencer goroutine.
+	seq  uint64
+	prev ledger.Hash
+	gen  uint64
+
+	ov overlay // rows and tree hashes built but not yet committed
+
+	mu         sync.Mutex
+	durable    uint64 // highest seq known durable
+	failGen    uint64 // batches of an older generation are failed, not committed
+	checkpoint store.Checkpoint
+	cpSigned   chan struct{} // closed and replaced on every new checkpoint
+	cpWG       sync.WaitGroup
+	cpMu       sync.Mutex // one checkpoint signed at a time
+}
+
+type request struct {
+	ctx       context.Context
+	kind, key string
+	body      []byte
+	enqueued  time.Time
+	done      chan result
+}
+
+type result struct {
+	entry *ledger.Entry
+	err   error
+}
+
+type batch struct {
+	gen     uint64
+	tag     uint64
+	reqs    []*request
+	entries []*ledger.Entry
+	b       store.Batch
+	built   time.Time
+}
+
+// Open loads the node's head from the store and starts the writer.
+func Open(ctx context.Context, cfg Config) (*Journal, error) {
+	if cfg.Store == nil || len(cfg.Key) != ed25519.PrivateKeySize || cfg.Event == "" {
+		return nil, errors.New("journal: config needs an event, a store and an Ed25519 key")
+	}
+	if cfg.Views == nil {
+		cfg.Views = views.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = ledger.SystemClock{}
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 2048
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	j := &Journal{
+		cfg:      cfg,
+		node:     ledger.NodeIDOf(cfg.Key.Public().(ed25519.PublicKey)),
+		hlc:      ledger.NewHLCSource(cfg.Clock),
+		log:      cfg.Logger,
+		reqs:     make(chan *request, 4096),
+		toCommit: make(chan *batch, 1),
+		reset:    make(chan struct{}, 1),
+		closing:  make(chan struct{}),
+		closed:   make(chan struct{}),
+		cpSigned: make(chan struct{}),
+		ov:       newOverlay(),
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	j.m = m
+	if err := j.loadHead(ctx); err != nil {
+		return nil, err
+	}
+	j.durable = j.seq
+	cp, err := cfg.Store.LatestCheckpoint(ctx, cfg.Event, j.node)
+	switch {
+	case err == nil:
+		j.checkpoint = cp
+	case errors.Is(err, store.ErrNotFound):
+	default:
+		return nil, fmt.Errorf("journal: load checkpoint: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); j.sequence() }()
+	go func() { defer wg.Done(); j.commit() }()
+	go func() { wg.Wait(); close(j.closed) }()
+	j.cpWG.Add(1)
+	go j.checkpointLoop()
+	return j, nil
+}
+
+func (j *Journal) loadHead(ctx context.Context) error {
+	seq, hash, err := j.cfg.Store.Head(ctx, j.cfg.Event, j.node)
+	if err != nil {
+		return fmt.Errorf("journal: load head: %w", err)
+	}
+	j.seq, j.prev = seq, hash
+	if seq > 0 {
+		es, err := j.cfg.Store.Entries(ctx, j.cfg.Event, j.node, seq, seq, 1)
+		if err != nil || len(es) != 1 {
+			return fmt.Errorf("journal: load head entry %d: %v", seq, err)
+		}
+		j.hlc.Observe(es[0].Entry.HLC)
+	}
+	return nil
+}
+
+// Node returns this node's id.
+func (j *Journal) Node() ledger.NodeID { return j.node }
+
+// Event returns the event slug.
+func (j *Journal) Event() string { return j.cfg.Event }
+
+// Store returns the store the journal writes to.
+func (j *Journal) Store() store.Store { return j.cfg.Store }
+
+// Append signs a new entry and returns it once it is durable. Many
+// concurrent Appends share one commit. An error wrapping
+// store.ErrUnavailable means the disk could not take the write; nothing was
+// stored and the caller may retry.
+func (j *Journal) Append(ctx context.Context, kind, key string, body []byte) (*ledger.Entry, error) {
+	probe := ledger.Entry{Event: j.cfg.Event, Seq: 1, Kind: kind, Key: key, Body: body}
+	if err := probe.Validate(); err != nil {
+		return nil, err
+	}
+	r := &request{ctx: ctx, kind: kind, key: key, body: body, enqueued: time.Now(), done: make(chan result, 1)}
+	select {
+	case <-j.closing:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case j.reqs <- r:
+	case <-j.closing:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case res := <-r.done:
+		j.m.appendLatency.Observe(time.Since(r.enqueued).Seconds())
+		return res.entry, res.err
+	case <-ctx.Done():
+		// The entry may still become durable; the caller was not told so.
+		return nil, ctx.Err()
+	}
+}
+
+// sequence is the sequencer goroutine: it gathers queued appends into a
+// batch, signs and chains them, and hands the batch to the committer. While
+// one batch commits, the next is being signed.
+func (j *Journal) sequence() {
+	defer close(j.toCommit)
+	var tag uint64
+	for {
+		var first *request
+		select {
+		case first = <-j.reqs:
+		case <-j.closing:
+			j.drainClosed()
+			return
+		}
+		reqs := []*request{first}
+	gather:
+		for len(reqs) < j.cfg.MaxBatch {
+			select {
+			case r := <-j.reqs:
+				reqs = append(reqs, r)
+			default:
+				break gather
+			}
+		}
+		select {
+		case <-j.reset:
+			j.ov.clear()
+			if err := j.loadHead(context.Background()); err != nil {
+				j.log.Error("journal: reload head after failed commit", "err", err)
+				failAll(reqs, fmt.Errorf("%w: %v", store.ErrUnavailable, err))
+				j.reset <- struct{}{} // try again on the next batch
+				continue
+			}
+			j.mu.Lock()
+			j.gen = j.failGen
+			j.mu.Unlock()
+		default:
+		}
+		tag++
+		b, err := j.build(tag, reqs)
+		if err != nil {
+			failAll(reqs, err)
+			continue
+		}
+		j.toCommit <- b
+	}
+}
+
+func (j *Journal) drainClosed() {
+	for {
+		select {
+		case r := <-j.reqs:
+			r.done <- result{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+func failAll(reqs []*request, err error) {
+	for _, r := range reqs {
+		r.done <- result{err: err}
+	}
+}
+
+// build assigns seq, prev and HLC to each request, signs the entries and
+// derives their tree hashes and view rows.
+func (j *Journal) build(tag uint64, reqs []*request) (*batch, error) {
+	b := &batch{gen: j.gen, tag: tag, reqs: reqs, built: time.Now()}
+	b.b.Event = j.cfg.Event
+	stored := make([]store.Stored, 0, len(reqs))
+	live := reqs[:0]
+	for _, r := range reqs {
+		if r.ctx.Err() != nil {
+			r.done <- result{err: r.ctx.Err()}
+			continue
+		}
+		live = append(live, r)
+		e := &ledger.Entry{
+			Event: j.cfg.Event,
+			Seq:   j.seq + 1,
+			Prev:  j.prev,
+			HLC:   j.hlc.Now(),
+			Kind:  r.kind,
+			Key:   r.key,
+			Body:  r.body,
+		}
+		if err := e.Sign(j.cfg.Key); err != nil {
+			// Validated in Append; unreachable unless the key is bad.
+			r.done <- result{err: err}
+			live = live[:len(live)-1]
+			continue
+		}
+		h := e.Hash()
+		hashes, err := tlog.StoredHashesForRecordHash(int64(e.Seq-1), tlog.RecordHash(h[:]), j.ov.treeReader(j))
+		if err != nil {
+			return nil, fmt.Errorf("journal: tree hashes for seq %d: %w", e.Seq, err)
+		}
+		base := tlog.StoredHashCount(int64(e.Seq - 1))
+		for i, th := range hashes {
+			t := store.TreeHash{Node: j.node, Index: base + int64(i), Hash: ledger.Hash(th)}
+			b.b.TreeHashes = append(b.b.TreeHashes, t)
+			j.ov.putTree(t.Index, t.Hash, tag)
+		}
+		j.seq, j.prev = e.Seq, h
+		b.entries = append(b.entries, e)
+		stored = append(stored, store.Stored{Entry: e, Hash: h})
+	}
+	b.reqs = live
+	b.b.Entries = stored
+	if len(stored) == 0 {
+		b.b.TreeHashes = nil
+		return b, nil
+	}
+	rows, err := j.cfg.Views.Apply(context.Background(), j.ov.viewReader(j), stored)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		j.ov.putView(r.View, r.Key, r.Value, tag)
+	}
+	b.b.Views = rows
+	return b, nil
+}
+
+// commit is the committer goroutine: one store transaction per batch.
+func (j *Journal) commit() {
+	for b := range j.toCommit {
+		if len(b.entries) == 0 {
+			continue
+		}
+		j.mu.Lock()
+		stale := b.gen < j.failGen
+		j.mu.Unlock()
+		if stale {
+			j.ov.drop(b.tag)
+			failAll(b.reqs, fmt.Errorf("%w: an earlier commit failed", store.ErrUnavailable))
+			continue
+		}
+		start := time.Now()
+		err := j.cfg.Store.Commit(context.Background(), &b.b)
+		j.m.commitLatency.Observe(time.Since(start).Seconds())
+		if err != nil {
+			j.m.commitErrors.Inc()
+			j.log.Error("journal: commit failed", "entries", len(b.entries), "err", err)
+			j.mu.Lock()
+			j.failGen = b.gen + 1
+			j.mu.Unlock()
+			j.ov.drop(b.tag)
+			select {
+			case j.reset <- struct{}{}:
+			default:
+			}
+			if !errors.Is(err, store.ErrUnavailable) {
+				err = fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+			}
+			failAll(b.reqs, err)
+			continue
+		}
+		j.m.batchSize.Observe(float64(len(b.entries)))
+		j.m.appends.Add(float64(len(b.entries)))
+		j.ov.drop(b.tag)
+		last := b.entries[len(b.entries)-1].Seq
+		j.mu.Lock()
+		j.durable = last
+		j.mu.Unlock()
+		for i, r := range b.reqs {
+			r.done <- result{entry: b.entries[i]}
+		}
+	}
+}
+
+// Durable returns the highest seq of this node's log known to be durable.
+func (j *Journal) Durable() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.durable
+}
+
+// Close stops accepting appends, fails queued ones with ErrClosed, waits for
+// the batch being committed, signs a final checkpoint and returns.
+func (j *Journal) Close(ctx context.Context) error {
+	j.once.Do(func() { close(j.closing) })
+	select {
+	case <-j.closed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	j.cpWG.Wait()
+	if _, err := j.SignCheckpoint(ctx); err != nil && !errors.Is(err, store.ErrClosed) {
+		return err
+	}
+	return nil
+}

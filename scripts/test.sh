@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine that has only Go and gcc.
+# It installs what it needs, checks formatting, vets, lints, runs every test
+# with the race detector and every fuzz target for a bounded time.
+#   FUZZTIME=10s   time per fuzz target (default 10s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME=${FUZZTIME:-10s}
+STATICCHECK_VERSION=v0.8.2
+export PATH="$(go env GOPATH)/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "tools"
+if ! command -v staticcheck >/dev/null || ! staticcheck -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
+  go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "note: not root; the full-disk tests mount a tmpfs and need root (CI runs as root)" >&2
+fi
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+staticcheck ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+step "fuzz (${FUZZTIME} each)"
+fuzzed=0
+while IFS= read -r file; do
+  pkg="./$(dirname "$file")"
+  for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)\(f \*testing\.F\)' "$file" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+).*/\1/'); do
+    echo "-- $pkg $target"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" > /tmp/canopy-fuzz.log 2>&1 || { cat /tmp/canopy-fuzz.log; exit 1; }
+    tail -1 /tmp/canopy-fuzz.log
+    fuzzed=$((fuzzed + 1))
+  done
+done < <(grep -rlE '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' --include='*_test.go' . | sort)
+echo "fuzz targets run: $fuzzed"
+
+step "all checks passed"
