@@ -125,6 +125,8 @@ func validateFields(e *Entry) error {
 		return fmt.Errorf("%w: key length %d above %d", ErrMalformed, len(e.Key), MaxKeyLen)
 	case len(e.Body) > MaxBodyLen:
 		return fmt.Errorf("%w: body length %d above %d", ErrMalformed, len(e.Body), MaxBodyLen)
+	case e.HLC.Wall < 0:
+		return fmt.Errorf("%w: negative hlc wall time %d", ErrMalformed, e.HLC.Wall)
 	case e.Seq == 1 && e.Prev != (Hash{}):
 		return fmt.Errorf("%w: seq 1 with a non-zero prev", ErrMalformed)
 	}
@@ -174,6 +176,9 @@ func (e *Entry) Hash() Hash { return sha256.Sum256(e.Encode()) }
 // Sign fills in Node from the key and Sig over the framing. Every other
 // field must already be set.
 func (e *Entry) Sign(key ed25519.PrivateKey) error {
+	if len(key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("sign entry: signing key has %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
 	e.Node = NodeIDOf(key.Public().(ed25519.PublicKey))
 	if err := validateFields(e); err != nil {
 		return err
@@ -184,6 +189,9 @@ func (e *Entry) Sign(key ed25519.PrivateKey) error {
 
 // Verify checks that pub is the author's key and that the signature verifies.
 func (e *Entry) Verify(pub ed25519.PublicKey) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: public key has %d bytes, want %d", ErrWrongAuthor, len(pub), ed25519.PublicKeySize)
+	}
 	if NodeIDOf(pub) != e.Node {
 		return fmt.Errorf("%w: entry by %s, key of %s", ErrWrongAuthor, e.Node, NodeIDOf(pub))
 	}
@@ -224,9 +232,6 @@ func Decode(b []byte) (*Entry, error) {
 	}
 	if len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(r.b))
-	}
-	if e.HLC.Wall < 0 {
-		return nil, fmt.Errorf("%w: negative hlc", ErrMalformed)
 	}
 	if err := validateFields(e); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -67,9 +68,14 @@ func (s *HLCSource) Now() HLC {
 	wall := s.clock.Now().UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if wall > s.last.Wall {
+	switch {
+	case wall > s.last.Wall:
 		s.last = HLC{Wall: wall}
-	} else {
+	case s.last.Logical == math.MaxUint32:
+		// The counter is spent (an observed timestamp can carry any
+		// value): move to the next millisecond rather than wrap around.
+		s.last = HLC{Wall: s.last.Wall + 1}
+	default:
 		s.last.Logical++
 	}
 	return s.last
