@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -27,14 +28,14 @@ type Ticket struct {
 	ValidUntil time.Time // last moment it is valid (whole seconds)
 }
 
-// NewTicketID returns a random ticket id (80 bits, 16 characters).
-func NewTicketID() string { return newID(10) }
+// NewTicketID returns a random ticket id (64 bits, 13 characters).
+func NewTicketID() string { return newID(8) }
 
 // ticketClaims is the ticket payload: one-letter names (in sorted order, so
 // the signed bytes are canonical) and unix-second times keep the token short
 // enough for a QR code. The purpose claim "p" is "t".
 type ticketClaims struct {
-	Doors   []string `json:"d,omitempty"`
+	Doors   string   `json:"d,omitempty"` // comma-separated door names
 	Event   string   `json:"e"`
 	ID      string   `json:"i"`
 	Type    string   `json:"k"`
@@ -68,7 +69,7 @@ func IssueTicket(eventKey ed25519.PrivateKey, t Ticket) (string, error) {
 		return "", err
 	}
 	c := ticketClaims{
-		Doors:   t.Doors,
+		Doors:   strings.Join(t.Doors, ","),
 		Event:   t.Event,
 		ID:      t.ID,
 		Type:    t.Type,
@@ -135,6 +136,13 @@ func (v *Verifier) parseTicket(token string) (*Ticket, error) {
 	if c.ID == "" || c.Type == "" {
 		return nil, fmt.Errorf("%w: ticket has no id or type", ErrMalformed)
 	}
+	var doors []string
+	if c.Doors != "" {
+		doors = strings.Split(c.Doors, ",")
+		if slices.Contains(doors, "") {
+			return nil, fmt.Errorf("%w: ticket door list %q has an empty name", ErrMalformed, c.Doors)
+		}
+	}
 	if c.Reentry != 0 && c.Reentry != 1 {
 		return nil, fmt.Errorf("%w: ticket re-entry flag %d", ErrMalformed, c.Reentry)
 	}
@@ -142,7 +150,7 @@ func (v *Verifier) parseTicket(token string) (*Ticket, error) {
 		ID:         c.ID,
 		Event:      c.Event,
 		Type:       c.Type,
-		Doors:      c.Doors,
+		Doors:      doors,
 		Reentry:    c.Reentry == 1,
 		ValidFrom:  time.Unix(c.NBF, 0).In(v.loc),
 		ValidUntil: time.Unix(c.Exp, 0).In(v.loc),

@@ -26,7 +26,8 @@ func newID(n int) string {
 // NewTokenID returns a random device token id (128 bits, 26 characters).
 func NewTokenID() string { return newID(16) }
 
-// idRE is what token ids, ticket ids, ticket types and door names may be.
+// idRE is what token ids, ticket ids, ticket types, vendor ids and door
+// names may be; door names in particular never hold a comma.
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 func validateID(what, s string) error {
