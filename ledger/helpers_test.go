@@ -43,18 +43,6 @@ func makeLog(tb testing.TB, key ed25519.PrivateKey, event string, n int) []*Entr
 	return out
 }
 
-// treeOf returns the stored hashes of the tree over entries.
-func treeOf(tb testing.TB, entries []*Entry) memHashes {
-	tb.Helper()
-	var m memHashes
-	for i, e := range entries {
-		if err := m.appendLeaf(int64(i), e.Hash()); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return m
-}
-
 func hashesOf(entries []*Entry) []Hash {
 	out := make([]Hash, len(entries))
 	for i, e := range entries {
