@@ -232,13 +232,13 @@ func TestParseCheckpointBody(t *testing.T) {
 		"o\n 3\n" + r64 + "\n",                  // space
 		"o\n9223372036854775808\n" + r64 + "\n", // above MaxInt64
 		"o\n18446744073709551616\n" + r64 + "\n",
-		"o\n3\n" + r64[:len(r64)-1] + "\n",                   // unpadded
-		"o\n3\n" + string(lax) + "\n",                        // non-canonical
+		"o\n3\n" + r64[:len(r64)-1] + "\n", // unpadded
+		"o\n3\n" + string(lax) + "\n",      // non-canonical
 		"o\n3\n" + base64.URLEncoding.EncodeToString(make([]byte, 32)) + "x\n",
 		"o\n3\n" + base64.StdEncoding.EncodeToString(root[:31]) + "\n", // 31 bytes
-		"o\n3\n" + r64 + "\n\n",                                       // empty extension
-		"o\r\n3\n" + r64 + "\n",                                       // control character
-		"o\xff\n3\n" + r64 + "\n",                                     // not UTF-8
+		"o\n3\n" + r64 + "\n\n",   // empty extension
+		"o\r\n3\n" + r64 + "\n",   // control character
+		"o\xff\n3\n" + r64 + "\n", // not UTF-8
 	}
 	for _, s := range bad {
 		if _, err := ParseCheckpointBody(s); !errors.Is(err, ErrMalformedCheckpoint) {
