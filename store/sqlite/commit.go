@@ -1,0 +1,366 @@
+package sqlite
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"canopy/ledger"
+	"canopy/store"
+)
+
+// row is one entry of a batch, encoded and checked before the writer is
+// taken.
+type row struct {
+	e    *ledger.Entry
+	hash ledger.Hash
+	data []byte
+}
+
+// run is one author's entries of a batch, sorted by seq, without duplicates
+// and without gaps or breaks in the chain between them.
+type run struct {
+	node ledger.NodeID
+	rows []row
+}
+
+// plan checks a batch without touching the database and groups its entries
+// into runs, one per author, in the order authors first appear.
+func plan(b *store.Batch) ([]run, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: nil batch", store.ErrInvalid)
+	}
+	if b.Event == "" {
+		return nil, fmt.Errorf("%w: no event", store.ErrInvalid)
+	}
+	var runs []run
+	index := map[ledger.NodeID]int{}
+	for i, s := range b.Entries {
+		e := s.Entry
+		if err := checkEntry(b.Event, i, s); err != nil {
+			return nil, err
+		}
+		data := e.Encode()
+		if h := ledger.Hash(sha256.Sum256(data)); h != s.Hash {
+			return nil, fmt.Errorf("%w: entry %d (%s seq %d): hash %s given, entry hashes to %s", store.ErrInvalid, i, e.Node, e.Seq, s.Hash, h)
+		}
+		j, ok := index[e.Node]
+		if !ok {
+			j = len(runs)
+			index[e.Node] = j
+			runs = append(runs, run{node: e.Node})
+		}
+		runs[j].rows = append(runs[j].rows, row{e: e, hash: s.Hash, data: data})
+	}
+	for i := range runs {
+		r := &runs[i]
+		slices.SortStableFunc(r.rows, func(x, y row) int { return cmp.Compare(x.e.Seq, y.e.Seq) })
+		out := r.rows[:1]
+		for _, w := range r.rows[1:] {
+			last := out[len(out)-1]
+			switch {
+			case w.e.Seq == last.e.Seq && w.hash == last.hash:
+				continue // the same entry twice
+			case w.e.Seq == last.e.Seq:
+				return nil, fmt.Errorf("%w: event %q author %s seq %d: two different entries in one batch (%s, %s)",
+					store.ErrConflict, b.Event, r.node, w.e.Seq, last.hash, w.hash)
+			case w.e.Seq != last.e.Seq+1:
+				return nil, fmt.Errorf("%w: event %q author %s: gap in batch between seq %d and %d",
+					store.ErrConflict, b.Event, r.node, last.e.Seq, w.e.Seq)
+			case w.e.Prev != last.hash:
+				return nil, fmt.Errorf("%w: event %q author %s seq %d: prev %s is not the hash of seq %d (%s)",
+					store.ErrConflict, b.Event, r.node, w.e.Seq, w.e.Prev, last.e.Seq, last.hash)
+			}
+			out = append(out, w)
+		}
+		r.rows = out
+	}
+	for i, th := range b.TreeHashes {
+		if th.Index < 0 {
+			return nil, fmt.Errorf("%w: tree hash %d: negative index %d", store.ErrInvalid, i, th.Index)
+		}
+	}
+	for i, c := range b.Checkpoints {
+		if c.Size > math.MaxInt64 {
+			return nil, fmt.Errorf("%w: checkpoint %d: size %d too large", store.ErrInvalid, i, c.Size)
+		}
+	}
+	if err := checkViews(b.Views); err != nil {
+		return nil, err
+	}
+	return runs, nil
+}
+
+func checkEntry(event string, i int, s store.Stored) error {
+	e := s.Entry
+	switch {
+	case e == nil:
+		return fmt.Errorf("%w: entry %d is nil", store.ErrInvalid, i)
+	case e.Event != event:
+		return fmt.Errorf("%w: entry %d belongs to event %q, batch is for %q", store.ErrInvalid, i, e.Event, event)
+	case e.Seq == 0 || e.Seq > math.MaxInt64:
+		return fmt.Errorf("%w: entry %d: seq %d out of range", store.ErrInvalid, i, e.Seq)
+	case e.HLC.Wall < 0:
+		return fmt.Errorf("%w: entry %d: negative hlc", store.ErrInvalid, i)
+	case len(e.Sig) != ledger.SigSize:
+		return fmt.Errorf("%w: entry %d: signature of %d bytes, want %d", store.ErrInvalid, i, len(e.Sig), ledger.SigSize)
+	case len(e.Event) > ledger.MaxEventLen || e.Kind == "" || len(e.Kind) > ledger.MaxKindLen ||
+		len(e.Key) > ledger.MaxKeyLen || len(e.Body) > ledger.MaxBodyLen:
+		return fmt.Errorf("%w: entry %d: a field is outside the limits of the entry format", store.ErrInvalid, i)
+	}
+	return nil
+}
+
+func checkViews(rows []store.ViewRow) error {
+	for i, v := range rows {
+		if v.View == "" {
+			return fmt.Errorf("%w: view row %d (key %q) has no view name", store.ErrInvalid, i, v.Key)
+		}
+	}
+	return nil
+}
+
+// Commit implements store.Store. The context bounds the wait for the writer;
+// once the transaction has begun it runs to its end.
+func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	runs, err := plan(b)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, "commit", func(tx *sql.Tx) error { return s.apply(tx, b, runs) })
+}
+
+// ReplaceViews implements store.Store.
+func (s *Store) ReplaceViews(ctx context.Context, event string, rows []store.ViewRow) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	if event == "" {
+		return fmt.Errorf("%w: no event", store.ErrInvalid)
+	}
+	if err := checkViews(rows); err != nil {
+		return err
+	}
+	return s.write(ctx, "replace views", func(tx *sql.Tx) error {
+		if _, err := tx.Stmt(s.ws.delViews).Exec(event); err != nil {
+			return err
+		}
+		put := tx.Stmt(s.ws.putView)
+		for _, r := range rows {
+			if r.Value == nil {
+				continue
+			}
+			if _, err := put.Exec(event, r.View, r.Key, r.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// write runs fn in one transaction on the writer connection.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	select {
+	case s.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", op, ctx.Err())
+	}
+	defer func() { <-s.wsem }()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	// Without cancellation, the driver does not watch the context on every
+	// statement; the transaction is short and must not end half-way.
+	tctx := context.WithoutCancel(ctx)
+	tx, err := s.w.BeginTx(tctx, nil)
+	if err != nil {
+		return classify(op, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrInvalid) {
+			return err
+		}
+		return classify(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return classify(op, err)
+	}
+	return nil
+}
+
+// apply writes a planned batch inside tx.
+func (s *Store) apply(tx *sql.Tx, b *store.Batch, runs []run) error {
+	ev := b.Event
+	var fresh []row
+	for _, r := range runs {
+		rows, err := s.newRows(tx, ev, r)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		fresh = append(fresh, rows...)
+		last := rows[len(rows)-1]
+		if _, err := tx.Stmt(s.ws.putHead).Exec(ev, r.node[:], int64(last.e.Seq), last.hash[:]); err != nil {
+			return err
+		}
+	}
+	if err := s.insertEntries(tx, ev, fresh); err != nil {
+		return err
+	}
+
+	if len(b.TreeHashes) > 0 {
+		ins, at := tx.Stmt(s.ws.insertTree), tx.Stmt(s.ws.treeAt)
+		for _, th := range b.TreeHashes {
+			res, err := ins.Exec(ev, th.Node[:], th.Index, th.Hash[:])
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 1 {
+				continue
+			}
+			var stored []byte
+			if err := at.QueryRow(ev, th.Node[:], th.Index).Scan(&stored); err != nil {
+				return err
+			}
+			if !bytes.Equal(stored, th.Hash[:]) {
+				return fmt.Errorf("%w: event %q author %s tree hash %d: stored %x, batch has %s",
+					store.ErrConflict, ev, th.Node, th.Index, stored, th.Hash)
+			}
+		}
+	}
+
+	if len(b.Checkpoints) > 0 {
+		put := tx.Stmt(s.ws.putCP)
+		for _, c := range b.Checkpoints {
+			note := c.Note
+			if note == nil {
+				note = []byte{}
+			}
+			res, err := put.Exec(ev, c.Node[:], int64(c.Size), c.Root[:], note)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return fmt.Errorf("%w: event %q author %s: a checkpoint of size %d with another root than %s is stored",
+					store.ErrConflict, ev, c.Node, c.Size, c.Root)
+			}
+		}
+	}
+
+	if len(b.Views) > 0 {
+		put, del := tx.Stmt(s.ws.putView), tx.Stmt(s.ws.delView)
+		for _, v := range b.Views {
+			var err error
+			if v.Value == nil {
+				_, err = del.Exec(ev, v.View, v.Key)
+			} else {
+				_, err = put.Exec(ev, v.View, v.Key, v.Value)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// newRows checks a run against the author's stored log and returns the rows
+// not stored yet. Rows already stored must be identical; the first new one
+// must follow the stored head.
+func (s *Store) newRows(tx *sql.Tx, ev string, r run) ([]row, error) {
+	var headSeq int64
+	var headHash []byte
+	err := tx.Stmt(s.ws.head).QueryRow(ev, r.node[:]).Scan(&headSeq, &headHash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		headSeq, headHash = 0, make([]byte, ledger.HashSize)
+	case err != nil:
+		return nil, err
+	}
+	head := uint64(headSeq)
+	rows := r.rows
+	// Rows at or below the head must already be stored, byte for byte.
+	for len(rows) > 0 && rows[0].e.Seq <= head {
+		w := rows[0]
+		stored := headHash
+		if w.e.Seq < head {
+			if err := tx.Stmt(s.ws.hashAt).QueryRow(ev, r.node[:], int64(w.e.Seq)).Scan(&stored); err != nil {
+				return nil, fmt.Errorf("read stored seq %d: %w", w.e.Seq, err)
+			}
+		}
+		if !bytes.Equal(stored, w.hash[:]) {
+			return nil, fmt.Errorf("%w: event %q author %s seq %d: stored entry %x, batch has %s",
+				store.ErrConflict, ev, r.node, w.e.Seq, stored, w.hash)
+		}
+		rows = rows[1:]
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	first := rows[0]
+	if first.e.Seq != head+1 {
+		return nil, fmt.Errorf("%w: event %q author %s: batch starts at seq %d, stored log ends at %d",
+			store.ErrConflict, ev, r.node, first.e.Seq, head)
+	}
+	if !bytes.Equal(first.e.Prev[:], headHash) {
+		return nil, fmt.Errorf("%w: event %q author %s seq %d: prev %s is not the hash of stored seq %d (%x)",
+			store.ErrConflict, ev, r.node, first.e.Seq, first.e.Prev, head, headHash)
+	}
+	return rows, nil
+}
+
+// insertEntries writes rows with as few statements as it can: multi-row
+// inserts of insertChunk rows, then one statement per remaining row.
+func (s *Store) insertEntries(tx *sql.Tx, ev string, rows []row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	const cols = 9
+	args := make([]any, 0, cols*min(len(rows), insertChunk))
+	add := func(w row) {
+		args = append(args, ev, w.e.Node[:], int64(w.e.Seq), w.hash[:], w.e.HLC.Wall,
+			int64(w.e.HLC.Logical), w.e.Kind, w.e.Key, w.data)
+	}
+	if len(rows) >= insertChunk {
+		chunk := tx.Stmt(s.ws.insertChunk)
+		for len(rows) >= insertChunk {
+			args = args[:0]
+			for _, w := range rows[:insertChunk] {
+				add(w)
+			}
+			if _, err := chunk.Exec(args...); err != nil {
+				return err
+			}
+			rows = rows[insertChunk:]
+		}
+	}
+	if len(rows) > 0 {
+		one := tx.Stmt(s.ws.insertEntry)
+		for _, w := range rows {
+			args = args[:0]
+			add(w)
+			if _, err := one.Exec(args...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
