@@ -116,6 +116,16 @@ type Server struct {
 
 // New returns a server with the operational and audit routes registered.
 func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Verifier == nil:
+		return nil, errorf("config: no Verifier")
+	case cfg.Appender == nil:
+		return nil, errorf("config: no Appender")
+	case cfg.Log == nil:
+		return nil, errorf("config: no Log")
+	case cfg.Views == nil:
+		return nil, errorf("config: no Views")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -184,11 +194,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.unmatched(rec, r, h)
 		return
 	}
+	route = pattern
 	s.mux.ServeHTTP(rec, r)
-	switch {
-	case r.Pattern != "":
-		route = r.Pattern
-	default:
+	if r.Pattern == "" {
+		// ServeMux redirected to the canonical path; pattern was that path.
 		route = "redirect"
 	}
 }

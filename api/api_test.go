@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -623,5 +624,49 @@ func TestProblemJSON(t *testing.T) {
 	}
 	if q := s.problemFor(fmt.Errorf("commit: %w", store.ErrConflict)); q.Type != TypeConflict {
 		t.Fatalf("conflict: %+v", q)
+	}
+}
+
+func TestNewHTTPServerServesOnLoopback(t *testing.T) {
+	h := newHarness(t, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := NewHTTPServer(ln.Addr().String(), h.srv, nil)
+	if hs.ReadHeaderTimeout <= 0 || hs.IdleTimeout <= 0 || hs.MaxHeaderBytes <= 0 {
+		t.Fatalf("server without limits: %+v", hs)
+	}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	res, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("healthz: %d", res.StatusCode)
+	}
+	if err := hs.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+func TestNewRequiresDependencies(t *testing.T) {
+	n := newFakeNode(t)
+	if _, err := New(Config{Appender: n, Log: n, Views: n}); err == nil || !strings.Contains(err.Error(), "Verifier") {
+		t.Fatalf("New without a verifier: %v", err)
+	}
+}
+
+func TestPanicIsCountedUnderItsRoute(t *testing.T) {
+	h := newHarness(t, true)
+	h.do("POST", widgets, "tok-pos", `{"name":"explode","qty":1}`, "Idempotency-Key", "k")
+	r := h.do("GET", "/metrics", "", "")
+	if want := `canopy_api_requests_total{code="500",route="POST /v1/test/shelves/{shelf}/widgets"} 1`; !strings.Contains(string(r.body), want) {
+		t.Fatalf("metrics lack %q", want)
 	}
 }

@@ -46,7 +46,9 @@ type Mutation struct {
 // RenderFunc builds a mutation's response from its entry alone. It must be
 // a pure function of the entry, so that a replay is byte-identical to the
 // first response. body must encode to a JSON object without an "entry"
-// member: the helper adds the entry's ref there.
+// member: the helper adds the entry's ref there. The entry's body carries
+// the members "idempotency_key" and "request_hash" besides what Prepare put
+// there, so decode it leniently (no DisallowUnknownFields).
 type RenderFunc func(e *ledger.Entry) (status int, body any, err error)
 
 // MutationRoute declares a route that appends one entry per request, with
