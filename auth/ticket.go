@@ -35,14 +35,14 @@ func NewTicketID() string { return newID(8) }
 // the signed bytes are canonical) and unix-second times keep the token short
 // enough for a QR code. The purpose claim "p" is "t".
 type ticketClaims struct {
-	Doors   string   `json:"d,omitempty"` // comma-separated door names
-	Event   string   `json:"e"`
-	ID      string   `json:"i"`
-	Type    string   `json:"k"`
-	NBF     int64    `json:"n"`
-	Purpose string   `json:"p"`
-	Reentry int      `json:"r,omitempty"` // 1 if re-entry is allowed
-	Exp     int64    `json:"x"`
+	Doors   string `json:"d,omitempty"` // comma-separated door names
+	Event   string `json:"e"`
+	ID      string `json:"i"`
+	Type    string `json:"k"`
+	NBF     int64  `json:"n"`
+	Purpose string `json:"p"`
+	Reentry int    `json:"r,omitempty"` // 1 if re-entry is allowed
+	Exp     int64  `json:"x"`
 }
 
 // IssueTicket signs t with the event key. ID, Event, Type, ValidFrom and
