@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -234,5 +235,38 @@ func LoadNode(dir string) (ed25519.PrivateKey, string, error) {
 	if tok == "" {
 		return nil, "", fmt.Errorf("%w: %s is empty", ErrMalformed, filepath.Join(dir, EnrolmentFileName))
 	}
+	// Catch a key and token from different nodes now, not at first sync.
+	// This reads the claims unverified; VerifyEnrolment is the real check.
+	nodeKey, err := enrolledKeyUnverified(tok)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", filepath.Join(dir, EnrolmentFileName), err)
+	}
+	if !nodeKey.Equal(key.Public()) {
+		return nil, "", fmt.Errorf("%w: %s enrols another node than %s", ErrKeyMismatch,
+			filepath.Join(dir, EnrolmentFileName), filepath.Join(dir, NodeKeyFile))
+	}
 	return key, tok, nil
+}
+
+// enrolledKeyUnverified returns the node key an enrolment token names,
+// without checking its signature.
+func enrolledKeyUnverified(tok string) (ed25519.PublicKey, error) {
+	body, ok := strings.CutPrefix(tok, v4PublicHeader)
+	if !ok {
+		return nil, fmt.Errorf("%w: not a PASETO v4.public token", ErrMalformed)
+	}
+	body, _, _ = strings.Cut(body, ".")
+	raw, err := b64.DecodeString(body)
+	if err != nil || len(raw) < ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: token payload unreadable", ErrMalformed)
+	}
+	var c enrolmentClaims
+	if err := json.Unmarshal(raw[:len(raw)-ed25519.SignatureSize], &c); err != nil || c.Purpose != purposeEnrolment {
+		return nil, fmt.Errorf("%w: not an enrolment token", ErrMalformed)
+	}
+	pub, err := ParsePublicKey(c.NodeKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: node_key: %v", ErrMalformed, err)
+	}
+	return pub, nil
 }

@@ -48,6 +48,18 @@ func TestEnrolNodeAndVerify(t *testing.T) {
 	if err := WriteNode(dir, nodeKey, tok); !errors.Is(err, ErrNodeExists) {
 		t.Fatalf("second WriteNode: err = %v, want ErrNodeExists", err)
 	}
+	// A key and token from different nodes are caught on load.
+	otherNode, _, err := EnrollNode(key, ev, "edge-south", NodeEdge, testStart, testEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed := filepath.Join(t.TempDir(), "mixed")
+	if err := WriteNode(mixed, otherNode, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadNode(mixed); !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("mixed node dir: err = %v, want ErrKeyMismatch", err)
+	}
 	if _, _, err := LoadNode(t.TempDir()); err == nil {
 		t.Fatal("LoadNode of an empty dir succeeded")
 	}

@@ -49,7 +49,9 @@ type ticketClaims struct {
 // ValidUntil are required; times are truncated to whole seconds. A ticket
 // whose token would be longer than MaxTicketLen is refused with
 // ErrTicketTooLong: shorten the slug, type or door names, or list fewer
-// doors.
+// doors. The slug is part of every ticket: with a 12-character slug a ticket
+// has room for a type, re-entry and about four 7-character door names; a
+// slug longer than 58 characters leaves no room for even a minimal ticket.
 func IssueTicket(eventKey ed25519.PrivateKey, t Ticket) (string, error) {
 	if err := validateID("ticket id", t.ID); err != nil {
 		return "", err

@@ -84,6 +84,9 @@ func runEventInit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return authError(err)
 	}
+	if len(ev.Slug) > 32 {
+		fmt.Fprintf(e.stderr, "note: the slug is in every ticket; at %d characters it leaves little room for door lists in a QR-sized ticket\n", len(ev.Slug))
+	}
 	w := e.stdout
 	fmt.Fprintf(w, "Created event %s (%s), %s to %s, %s, %s.\n\n", ev.Slug, ev.Name,
 		ev.StartsAt.Format(time.RFC3339), ev.EndsAt.Format(time.RFC3339), ev.TimeZone, ev.Currency)
