@@ -51,7 +51,6 @@ type Journal struct {
 
 	reqs     chan *request
 	toCommit chan *batch
-	reset    chan struct{} // the committer asks the sequencer to reload its head
 	closing  chan struct{}
 	closed   chan struct{} // the sequencer and committer have stopped
 	once     sync.Once
@@ -64,6 +63,7 @@ type Journal struct {
 	ov overlay // rows and tree hashes built but not yet committed
 
 	mu         sync.Mutex
+	stats      Stats
 	durable    uint64 // highest seq known durable
 	failGen    uint64 // batches of an older generation are failed, not committed
 	checkpoint store.Checkpoint
@@ -121,7 +121,6 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		log:      cfg.Logger,
 		reqs:     make(chan *request, 4096),
 		toCommit: make(chan *batch, 1),
-		reset:    make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 		closed:   make(chan struct{}),
 		cpSigned: make(chan struct{}),
@@ -235,28 +234,60 @@ func (j *Journal) sequence() {
 				break gather
 			}
 		}
-		select {
-		case <-j.reset:
-			j.ov.clear()
-			if err := j.loadHead(context.Background()); err != nil {
-				j.log.Error("journal: reload head after failed commit", "err", err)
-				failAll(reqs, fmt.Errorf("%w: %v", store.ErrUnavailable, err))
-				j.reset <- struct{}{} // try again on the next batch
-				continue
-			}
-			j.mu.Lock()
-			j.gen = j.failGen
-			j.mu.Unlock()
-		default:
+		if err := j.resetIfFailed(); err != nil {
+			failAll(reqs, err)
+			continue
 		}
 		tag++
-		b, err := j.build(tag, reqs)
+		b, err := j.buildOrUndo(tag, reqs)
+		if err != nil && j.resetIfFailed() == nil {
+			// A commit failed while this batch was being built on top of
+			// it: build it again on the durable head.
+			tag++
+			b, err = j.buildOrUndo(tag, reqs)
+		}
 		if err != nil {
+			if !errors.Is(err, store.ErrUnavailable) {
+				err = fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+			}
 			failAll(reqs, err)
 			continue
 		}
 		j.toCommit <- b
 	}
+}
+
+// resetIfFailed reloads the head from the store, and forgets everything
+// built but not committed, once the committer has reported a failed commit.
+// Batches built before the failure are failed by the committer.
+func (j *Journal) resetIfFailed() error {
+	j.mu.Lock()
+	failGen := j.failGen
+	j.mu.Unlock()
+	if failGen == j.gen {
+		return nil
+	}
+	// Every batch of the old generation still queued will be failed by the
+	// committer without touching the store, so the durable head is stable.
+	j.ov.clear()
+	if err := j.loadHead(context.Background()); err != nil {
+		j.log.Error("journal: reload head after failed commit", "err", err)
+		return fmt.Errorf("%w: reload head: %v", store.ErrUnavailable, err)
+	}
+	j.gen = failGen
+	return nil
+}
+
+// buildOrUndo builds a batch; if that fails it restores the head and drops
+// what the partial batch put in the overlay.
+func (j *Journal) buildOrUndo(tag uint64, reqs []*request) (*batch, error) {
+	seq, prev := j.seq, j.prev
+	b, err := j.build(tag, reqs)
+	if err != nil {
+		j.seq, j.prev = seq, prev
+		j.ov.drop(tag)
+	}
+	return b, err
 }
 
 func (j *Journal) drainClosed() {
@@ -360,10 +391,6 @@ func (j *Journal) commit() {
 			j.failGen = b.gen + 1
 			j.mu.Unlock()
 			j.ov.drop(b.tag)
-			select {
-			case j.reset <- struct{}{}:
-			default:
-			}
 			if !errors.Is(err, store.ErrUnavailable) {
 				err = fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 			}
@@ -376,11 +403,26 @@ func (j *Journal) commit() {
 		last := b.entries[len(b.entries)-1].Seq
 		j.mu.Lock()
 		j.durable = last
+		j.stats.Commits++
+		j.stats.Entries += uint64(len(b.entries))
 		j.mu.Unlock()
 		for i, r := range b.reqs {
 			r.done <- result{entry: b.entries[i]}
 		}
 	}
+}
+
+// Stats counts the journal's successful group commits.
+type Stats struct {
+	Commits uint64 // store transactions that committed entries
+	Entries uint64 // entries they held
+}
+
+// Stats returns the commit counters since Open.
+func (j *Journal) Stats() Stats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.stats
 }
 
 // Durable returns the highest seq of this node's log known to be durable.

@@ -1,0 +1,240 @@
+// Package edge is the daemon that runs at the venue: it loads the event and
+// this node's enrolment, opens the store and the journal, and serves the
+// device API. Open starts it; Close stops it gracefully.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"canopy/api"
+	"canopy/auth"
+	"canopy/config"
+	"canopy/journal"
+	"canopy/ledger"
+	"canopy/store"
+	"canopy/store/sqlite"
+)
+
+// Log attribute keys.
+const (
+	logKeyAddr  = "addr"
+	logKeyNode  = "node"
+	logKeyEvent = "event"
+	logKeyErr   = "err"
+)
+
+// StoreFile is the name of the store inside the data directory.
+const StoreFile = "canopy.db"
+
+// Edge is a running edge node.
+type Edge struct {
+	Config    config.Config
+	Event     *auth.Event
+	Enrolment *auth.Enrolment
+	Store     *sqlite.Store
+	Journal   *journal.Journal
+	API       *api.Server
+
+	log  *slog.Logger
+	ln   net.Listener
+	srv  *http.Server
+	done chan error
+}
+
+// Open validates cfg, opens everything and starts serving. The caller must
+// Close the edge.
+func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, error) {
+	if err := cfg.Resolve(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	clock := ledger.SystemClock{Offset: cfg.Node.ClockOffset.Duration}
+	ev, err := auth.LoadEvent(cfg.Node.Event)
+	if err != nil {
+		return nil, fmt.Errorf("edge: load event (create one with 'canopy event init', or run 'canopy demo'): %w", err)
+	}
+	key, token, err := auth.LoadNode(cfg.Node.Key)
+	if err != nil {
+		return nil, fmt.Errorf("edge: load node key (enrol this node with 'canopy node enroll'): %w", err)
+	}
+	enr, err := auth.VerifyEnrolment(ev, token, clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("edge: enrolment in %s: %w", cfg.Node.Key, err)
+	}
+	if enr.Node != ledger.NodeIDOf(enr.PublicKey) || !enr.PublicKey.Equal(key.Public()) {
+		return nil, fmt.Errorf("edge: enrolment in %s is for another key (node %s)", cfg.Node.Key, enr.Node)
+	}
+	if enr.Role != "edge" {
+		return nil, fmt.Errorf("edge: node %s is enrolled as %q, not as an edge", enr.Node, enr.Role)
+	}
+	log := logger.With(logKeyEvent, ev.Slug, logKeyNode, enr.Node.String())
+
+	if err := os.MkdirAll(cfg.Node.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("edge: data directory: %w", err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.Node.Dir, StoreFile))
+	if err != nil {
+		return nil, fmt.Errorf("edge: open store: %w", err)
+	}
+	e := &Edge{Config: cfg, Event: ev, Enrolment: enr, Store: st, log: log, done: make(chan error, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			e.closeParts(context.Background())
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	e.Journal, err = journal.Open(ctx, journal.Config{
+		Event: ev.Slug, Key: key, Store: st, Clock: clock, Logger: log, Metrics: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("edge: open journal: %w", err)
+	}
+	if e.Journal.Durable() == 0 {
+		// The first entry of every log is the node's enrolment, so the log
+		// verifies with event.json alone.
+		if _, err := e.Journal.Append(ctx, auth.EnrolledKind, enr.Node.String(), auth.EnrolledBody(token)); err != nil {
+			return nil, fmt.Errorf("edge: write enrolment entry: %w", err)
+		}
+	}
+	e.API, err = api.New(api.Config{
+		Event:        ev.Slug,
+		Verifier:     auth.NewVerifier(ev, clock),
+		Appender:     e.Journal,
+		Log:          &logReader{j: e.Journal, st: st},
+		Views:        viewReader{st: st, event: ev.Slug},
+		Ready:        e.ready,
+		Registerer:   reg,
+		Gatherer:     reg,
+		Logger:       log,
+		Clock:        clock,
+		MaxBodyBytes: cfg.Node.MaxBody,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("edge: api: %w", err)
+	}
+	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("edge: listen on %s: %w", cfg.Node.Listen, err)
+	}
+	e.srv = &http.Server{
+		Handler:           e.API,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { e.done <- e.srv.Serve(e.ln) }()
+	log.Info("edge serving", logKeyAddr, e.ln.Addr().String())
+	ok = true
+	return e, nil
+}
+
+// URL is the base URL of the device API.
+func (e *Edge) URL() string { return "http://" + e.ln.Addr().String() }
+
+// Addr is the address the device API listens on.
+func (e *Edge) Addr() net.Addr { return e.ln.Addr() }
+
+// ready reports whether the node can take writes: the store answers.
+func (e *Edge) ready(ctx context.Context) error {
+	if _, _, err := e.Store.Head(ctx, e.Event.Slug, e.Journal.Node()); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Close stops accepting requests, lets requests in flight finish (until ctx
+// ends), closes the journal (a final checkpoint) and the store.
+func (e *Edge) Close(ctx context.Context) error {
+	var errs []error
+	if e.srv != nil {
+		if err := e.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("edge: shutdown: %w", err))
+		}
+		if err := <-e.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, e.closeParts(ctx))
+	return errors.Join(errs...)
+}
+
+func (e *Edge) closeParts(ctx context.Context) error {
+	var errs []error
+	if e.Journal != nil {
+		if err := e.Journal.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("edge: close journal: %w", err))
+		}
+	}
+	if e.Store != nil {
+		if err := e.Store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("edge: close store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logReader serves the audit endpoints from the journal and the store.
+type logReader struct {
+	j  *journal.Journal
+	st store.Store
+}
+
+func (l *logReader) Node() ledger.NodeID { return l.j.Node() }
+
+func (l *logReader) Checkpoint(ctx context.Context) ([]byte, error) {
+	cp, ok := l.j.Checkpoint()
+	if !ok {
+		return nil, fmt.Errorf("no checkpoint signed yet: %w", store.ErrNotFound)
+	}
+	return cp.Note, nil
+}
+
+func (l *logReader) Entries(ctx context.Context, node ledger.NodeID, from, to uint64, limit int) ([]*ledger.Entry, error) {
+	ss, err := l.st.Entries(ctx, l.j.Event(), node, from, to, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*ledger.Entry, len(ss))
+	for i, s := range ss {
+		out[i] = s.Entry
+	}
+	return out, nil
+}
+
+func (l *logReader) Entry(ctx context.Context, node ledger.NodeID, seq uint64) (*ledger.Entry, error) {
+	ss, err := l.st.Entries(ctx, l.j.Event(), node, seq, seq, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(ss) == 0 {
+		return nil, fmt.Errorf("entry %s/%d: %w", node, seq, store.ErrNotFound)
+	}
+	return ss[0].Entry, nil
+}
+
+// viewReader reads one event's views.
+type viewReader struct {
+	st    store.Store
+	event string
+}
+
+func (v viewReader) View(ctx context.Context, view, key string) ([]byte, error) {
+	return v.st.View(ctx, v.event, view, key)
+}
