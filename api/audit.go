@@ -44,6 +44,7 @@ type EntryPage struct {
 func (s *Server) registerAudit() {
 	s.Handle(Route{Pattern: "GET /v1/log/checkpoint", Roles: auditRoles, Handler: s.checkpoint})
 	s.Handle(Route{Pattern: "GET /v1/log/entries", Roles: auditRoles, Handler: s.entries})
+	s.registerNotes()
 }
 
 func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request) error {
