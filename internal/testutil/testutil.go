@@ -1,0 +1,78 @@
+// Package testutil builds the real things tests run against: an event with
+// its keys, enrolled nodes and device tokens in temporary directories.
+package testutil
+
+import (
+	"crypto/ed25519"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"canopy/auth"
+	"canopy/config"
+)
+
+// Event is an event created for a test, with its secrets.
+type Event struct {
+	Dir   string // event directory (event.json, event.key, organizer.agekey)
+	Event *auth.Event
+	Key   ed25519.PrivateKey
+}
+
+// NewEvent creates an event in a temporary directory.
+func NewEvent(t testing.TB, slug string) *Event {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "event")
+	now := time.Now().UTC()
+	ev, err := auth.InitEvent(dir, auth.Event{
+		Slug: slug, Name: "Test " + slug, TimeZone: "Europe/Berlin",
+		StartsAt: now.Add(-time.Hour), EndsAt: now.Add(24 * time.Hour), Currency: "EUR",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := auth.LoadEventKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Event{Dir: dir, Event: ev, Key: key}
+}
+
+// EdgeConfig enrols a new edge node and returns a config for it with its
+// data in dataDir (a fresh temporary directory if empty), listening on a
+// free loopback port.
+func (e *Event) EdgeConfig(t testing.TB, name, dataDir string) config.Config {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	nodeDir := filepath.Join(t.TempDir(), "node")
+	key, enr, err := auth.EnrollNode(e.Key, e.Event, name, auth.NodeEdge, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.WriteNode(nodeDir, key, enr); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Node.Dir = dataDir
+	cfg.Node.Event = e.Dir
+	cfg.Node.Key = nodeDir
+	cfg.Node.Listen = "127.0.0.1:0"
+	return cfg
+}
+
+// Token issues a device token for the event.
+func (e *Event) Token(t testing.TB, role auth.Role, device string, nbf, exp time.Time) string {
+	t.Helper()
+	tok, err := auth.IssueDevice(e.Key, auth.Device{Event: e.Event.Slug, Role: role, Name: device, NotBefore: nbf, Expires: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// ValidToken issues a device token valid for the next hour.
+func (e *Event) ValidToken(t testing.TB, role auth.Role) string {
+	return e.Token(t, role, string(role)+"-device", time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+}
