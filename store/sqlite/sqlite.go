@@ -145,6 +145,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	wq.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeout.Milliseconds()))
 	wq.Add("_pragma", "journal_mode(WAL)")
 	wq.Add("_pragma", "synchronous(FULL)")
+	wq.Add("_pragma", "temp_store(MEMORY)") // statement journals stay off the disk
 	if o.maxPageCount > 0 {
 		wq.Add("_pragma", fmt.Sprintf("max_page_count(%d)", o.maxPageCount))
 	}

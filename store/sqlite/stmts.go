@@ -35,7 +35,9 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	for range insertChunk - 1 {
 		chunk += ", " + values
 	}
-	const insert = `INSERT INTO entries (event, node, seq, hash, hlc_wall, hlc_logical, kind, key, data) VALUES `
+	// OR ROLLBACK: the checks before the insert rule out a duplicate key, so
+	// SQLite need not keep a statement journal to undo half a statement.
+	const insert = `INSERT OR ROLLBACK INTO entries (event, node, seq, hash, hlc_wall, hlc_logical, kind, key, data) VALUES `
 	return prepareAll(ctx, db, []prep{
 		{&ws.head, `SELECT seq, hash FROM heads WHERE event = ? AND node = ?`},
 		{&ws.hashAt, `SELECT hash FROM entries WHERE event = ? AND node = ? AND seq = ?`},
