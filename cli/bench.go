@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +26,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	dur := fs.Duration("duration", 3*time.Second, "how long each measurement runs")
 	conc := fs.String("concurrency", "1,16,64,256", "comma-separated appender counts")
 	body := fs.Int("body", 200, "bytes of JSON body per entry")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -40,6 +43,17 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	}
 	if *body < 1 || *body > 512<<10 {
 		return usageErrorf("--body: want 1..%d bytes", 512<<10)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if err := bench.RunLedger(ctx, e.stdout, bench.LedgerOptions{Dir: *dir, Duration: *dur, Concurrency: cs, BodySize: *body}); err != nil {
 		return fmt.Errorf("bench: %w", err)

@@ -18,6 +18,7 @@ import (
 	"canopy/edge"
 	"canopy/ledger"
 	"canopy/store/sqlite"
+	"canopy/views"
 )
 
 func init() {
@@ -51,6 +52,7 @@ func runVerifyLog(ctx context.Context, e *env, args []string) error {
 	}
 	target := fs.Arg(0)
 	var logs []nodeLog
+	viewsErr := error(nil)
 	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
 		tok := *token
 		if tok == "" {
@@ -65,10 +67,11 @@ func runVerifyLog(ctx context.Context, e *env, args []string) error {
 		}
 		logs = []nodeLog{l}
 	} else {
-		logs, err = readDirLogs(ctx, target, ev.Slug)
+		d, err := readDirLogs(ctx, target, ev.Slug)
 		if err != nil {
 			return err
 		}
+		logs, viewsErr = d.logs, d.views
 	}
 	if len(logs) == 0 {
 		return fmt.Errorf("%s holds no entries of event %q", target, ev.Slug)
@@ -89,6 +92,12 @@ func runVerifyLog(ctx context.Context, e *env, args []string) error {
 			}
 		}
 		fmt.Fprintf(e.stdout, "OK   node %s (%s): %d entries, %d checkpoints, %s\n", l.node, l.name, len(l.entries), len(l.checkpoints), last)
+	}
+	if viewsErr != nil {
+		failed = true
+		fmt.Fprintf(e.stdout, "FAIL views: %v\n", viewsErr)
+	} else if !strings.HasPrefix(target, "http") {
+		fmt.Fprintf(e.stdout, "OK   views: rebuilt from the entries, byte-identical to the stored views\n")
 	}
 	if failed {
 		return errVerifyFailed
@@ -139,23 +148,31 @@ func verifyNodeLog(ev *auth.Event, l nodeLog) (*auth.Enrolment, error) {
 	return enr, ledger.VerifyLog(ev.Slug, enr.PublicKey, l.entries, l.checkpoints)
 }
 
-// readDirLogs reads every author's log from a node's data directory.
-func readDirLogs(ctx context.Context, dir, event string) ([]nodeLog, error) {
+// dirLogs is what a data directory holds: every author's log, and the
+// result of rebuilding the views from the entries.
+type dirLogs struct {
+	logs  []nodeLog
+	views error
+}
+
+// readDirLogs reads every author's log from a node's data directory, and
+// rebuilds the views from the entries to compare them with the stored ones.
+func readDirLogs(ctx context.Context, dir, event string) (dirLogs, error) {
 	path := dir
 	if st, err := os.Stat(dir); err == nil && st.IsDir() {
 		path = filepath.Join(dir, edge.StoreFile)
 	}
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("no store at %s: %w", path, err)
+		return dirLogs{}, fmt.Errorf("no store at %s: %w", path, err)
 	}
 	st, err := sqlite.Open(ctx, path)
 	if err != nil {
-		return nil, err
+		return dirLogs{}, err
 	}
 	defer st.Close()
 	vec, err := st.Vector(ctx, event)
 	if err != nil {
-		return nil, err
+		return dirLogs{}, err
 	}
 	nodes := make([]ledger.NodeID, 0, len(vec))
 	for n := range vec {
@@ -166,11 +183,11 @@ func readDirLogs(ctx context.Context, dir, event string) ([]nodeLog, error) {
 	for _, n := range nodes {
 		ss, err := st.Entries(ctx, event, n, 1, ^uint64(0), 0)
 		if err != nil {
-			return nil, fmt.Errorf("node %s: %w", n, err)
+			return dirLogs{}, fmt.Errorf("node %s: %w", n, err)
 		}
 		cps, err := st.Checkpoints(ctx, event, n)
 		if err != nil {
-			return nil, fmt.Errorf("node %s: %w", n, err)
+			return dirLogs{}, fmt.Errorf("node %s: %w", n, err)
 		}
 		l := nodeLog{node: n}
 		for _, s := range ss {
@@ -181,7 +198,7 @@ func readDirLogs(ctx context.Context, dir, event string) ([]nodeLog, error) {
 		}
 		logs = append(logs, l)
 	}
-	return logs, nil
+	return dirLogs{logs: logs, views: views.Default().Verify(ctx, st, event)}, nil
 }
 
 // fetchLog reads a node's own log and its latest checkpoint from its device
