@@ -30,6 +30,11 @@ type LedgerOptions struct {
 	Duration    time.Duration // how long each measurement runs
 	Concurrency []int         // appender counts to measure
 	BodySize    int           // bytes of JSON body per entry
+	// HotKeys makes every appender write about its own one entity (one key
+	// per appender) instead of a new entity per append with a time-ordered
+	// id, as a sale creates a new order. Many hot keys scatter the store's
+	// key index and cost more per commit.
+	HotKeys bool
 }
 
 // Result is one line of output.
@@ -86,7 +91,7 @@ func RunLedger(ctx context.Context, w io.Writer, o LedgerOptions) error {
 
 	var byC = map[int]Result{}
 	for _, c := range o.Concurrency {
-		r, err := appendBench(ctx, filepath.Join(dir, fmt.Sprintf("ledger-%d.db", c)), c, o.Duration, o.BodySize)
+		r, err := appendBench(ctx, filepath.Join(dir, fmt.Sprintf("ledger-%d.db", c)), c, o.Duration, o.BodySize, o.HotKeys)
 		if err != nil {
 			return fmt.Errorf("appends at concurrency %d: %w", c, err)
 		}
@@ -112,7 +117,7 @@ func RunLedger(ctx context.Context, w io.Writer, o LedgerOptions) error {
 	return nil
 }
 
-func appendBench(ctx context.Context, path string, c int, d time.Duration, bodySize int) (Result, error) {
+func appendBench(ctx context.Context, path string, c int, d time.Duration, bodySize int, hotKeys bool) (Result, error) {
 	st, err := sqlite.Open(ctx, path)
 	if err != nil {
 		return Result{}, err
@@ -126,7 +131,7 @@ func appendBench(ctx context.Context, path string, c int, d time.Duration, bodyS
 	defer j.Close(context.Background())
 	body := []byte(fmt.Sprintf(`{"note":%q}`, pad(bodySize)))
 	lat := make([][]time.Duration, c)
-	var ops atomic.Int64
+	var ops, ids atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
 	deadline := time.Now().Add(d)
@@ -138,7 +143,11 @@ func appendBench(ctx context.Context, path string, c int, d time.Duration, bodyS
 			defer wg.Done()
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				t0 := time.Now()
-				if _, err := j.Append(ctx, "bench.append/v1", fmt.Sprintf("k%d", i), body); err != nil {
+				key := fmt.Sprintf("order-%012d", ids.Add(1))
+				if hotKeys {
+					key = fmt.Sprintf("till-%d", i)
+				}
+				if _, err := j.Append(ctx, "bench.append/v1", key, body); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
@@ -159,6 +168,9 @@ func appendBench(ctx context.Context, path string, c int, d time.Duration, bodyS
 	s := j.Stats()
 	r := summarize("ledger.append", all, elapsed)
 	r.Concurrency = c
+	if hotKeys {
+		r.Bench = "ledger.append_hot_keys"
+	}
 	if s.Commits > 0 {
 		r.MeanBatch = round(float64(s.Entries) / float64(s.Commits))
 	}

@@ -26,6 +26,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	dur := fs.Duration("duration", 3*time.Second, "how long each measurement runs")
 	conc := fs.String("concurrency", "1,16,64,256", "comma-separated appender counts")
 	body := fs.Int("body", 200, "bytes of JSON body per entry")
+	hot := fs.Bool("hot-keys", false, "one entity per appender instead of a new time-ordered entity per append")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -55,7 +56,7 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := bench.RunLedger(ctx, e.stdout, bench.LedgerOptions{Dir: *dir, Duration: *dur, Concurrency: cs, BodySize: *body}); err != nil {
+	if err := bench.RunLedger(ctx, e.stdout, bench.LedgerOptions{Dir: *dir, Duration: *dur, Concurrency: cs, BodySize: *body, HotKeys: *hot}); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	return nil

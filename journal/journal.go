@@ -120,7 +120,7 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		hlc:      ledger.NewHLCSource(cfg.Clock),
 		log:      cfg.Logger,
 		reqs:     make(chan *request, 4096),
-		toCommit: make(chan *batch, 1),
+		toCommit: make(chan *batch, maxGroup),
 		closing:  make(chan struct{}),
 		closed:   make(chan struct{}),
 		cpSigned: make(chan struct{}),
@@ -367,45 +367,90 @@ func (j *Journal) build(tag uint64, reqs []*request) (*batch, error) {
 	return b, nil
 }
 
-// commit is the committer goroutine: one store transaction per batch.
+// commit is the committer goroutine. It takes every batch the sequencer has
+// signed so far and makes them durable in one store transaction, so the
+// sequencer keeps signing while the disk syncs and the number of fsyncs
+// adapts to the load.
 func (j *Journal) commit() {
 	for b := range j.toCommit {
-		if len(b.entries) == 0 {
-			continue
+		group := []*batch{b}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case nb, ok := <-j.toCommit:
+				if !ok {
+					break drain
+				}
+				group = append(group, nb)
+			default:
+				break drain
+			}
 		}
-		j.mu.Lock()
-		stale := b.gen < j.failGen
-		j.mu.Unlock()
-		if stale {
+		j.commitGroup(group)
+	}
+}
+
+// maxGroup caps how many signed batches one transaction carries.
+const maxGroup = 64
+
+func (j *Journal) commitGroup(group []*batch) {
+	j.mu.Lock()
+	failGen := j.failGen
+	j.mu.Unlock()
+	live := group[:0]
+	for _, b := range group {
+		switch {
+		case b.gen < failGen:
+			// Built on top of a commit that failed: its seqs are wrong.
 			j.ov.drop(b.tag)
 			failAll(b.reqs, fmt.Errorf("%w: an earlier commit failed", store.ErrUnavailable))
-			continue
+		case len(b.entries) == 0:
+		default:
+			live = append(live, b)
 		}
-		start := time.Now()
-		err := j.cfg.Store.Commit(context.Background(), &b.b)
-		j.m.commitLatency.Observe(time.Since(start).Seconds())
-		if err != nil {
-			j.m.commitErrors.Inc()
-			j.log.Error("journal: commit failed", "entries", len(b.entries), "err", err)
-			j.mu.Lock()
-			j.failGen = b.gen + 1
-			j.mu.Unlock()
-			j.ov.drop(b.tag)
-			if !errors.Is(err, store.ErrUnavailable) {
-				err = fmt.Errorf("%w: %v", store.ErrUnavailable, err)
-			}
-			failAll(b.reqs, err)
-			continue
+	}
+	if len(live) == 0 {
+		return
+	}
+	merged := &live[0].b
+	if len(live) > 1 {
+		merged = &store.Batch{Event: j.cfg.Event}
+		for _, b := range live {
+			merged.Entries = append(merged.Entries, b.b.Entries...)
+			merged.TreeHashes = append(merged.TreeHashes, b.b.TreeHashes...)
+			merged.Views = append(merged.Views, b.b.Views...)
 		}
-		j.m.batchSize.Observe(float64(len(b.entries)))
-		j.m.appends.Add(float64(len(b.entries)))
+	}
+	start := time.Now()
+	err := j.cfg.Store.Commit(context.Background(), merged)
+	j.m.commitLatency.Observe(time.Since(start).Seconds())
+	for _, b := range live {
 		j.ov.drop(b.tag)
-		last := b.entries[len(b.entries)-1].Seq
+	}
+	if err != nil {
+		j.m.commitErrors.Inc()
+		j.log.Error("journal: commit failed", "entries", len(merged.Entries), "err", err)
 		j.mu.Lock()
-		j.durable = last
-		j.stats.Commits++
-		j.stats.Entries += uint64(len(b.entries))
+		j.failGen = live[len(live)-1].gen + 1
 		j.mu.Unlock()
+		if !errors.Is(err, store.ErrUnavailable) {
+			err = fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+		for _, b := range live {
+			failAll(b.reqs, err)
+		}
+		return
+	}
+	n := len(merged.Entries)
+	j.m.batchSize.Observe(float64(n))
+	j.m.appends.Add(float64(n))
+	lastB := live[len(live)-1]
+	j.mu.Lock()
+	j.durable = lastB.entries[len(lastB.entries)-1].Seq
+	j.stats.Commits++
+	j.stats.Entries += uint64(n)
+	j.mu.Unlock()
+	for _, b := range live {
 		for i, r := range b.reqs {
 			r.done <- result{entry: b.entries[i]}
 		}

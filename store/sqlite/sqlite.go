@@ -142,6 +142,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	s := &Store{path: abs, wsem: make(chan struct{}, 1)}
 
 	wq := url.Values{}
+	wq.Add("_pragma", "page_size(16384)")
 	wq.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeout.Milliseconds()))
 	wq.Add("_pragma", "journal_mode(WAL)")
 	wq.Add("_pragma", "synchronous(FULL)")
