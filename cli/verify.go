@@ -165,7 +165,7 @@ func readDirLogs(ctx context.Context, dir, event string) (dirLogs, error) {
 	if _, err := os.Stat(path); err != nil {
 		return dirLogs{}, fmt.Errorf("no store at %s: %w", path, err)
 	}
-	st, err := sqlite.Open(ctx, path)
+	st, err := sqlite.Open(ctx, path, sqlite.WithReadOnly())
 	if err != nil {
 		return dirLogs{}, err
 	}

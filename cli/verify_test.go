@@ -201,13 +201,18 @@ func TestVerifyLogBadInput(t *testing.T) {
 		})
 	}
 
-	// A data directory holding an empty store of another event.
+	// A data directory holding an empty file: refused, and left untouched
+	// (the verifier opens the store read-only).
 	other := t.TempDir()
-	if err := os.WriteFile(filepath.Join(other, edge.StoreFile), nil, 0o600); err != nil {
+	empty := filepath.Join(other, edge.StoreFile)
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := ceremonyRun(t, "verify", "log", other, "--event", l.ev)
-	if r.code != 1 || !strings.Contains(r.stderr, "holds no entries") {
-		t.Fatalf("verify log of an empty store: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "not a canopy store") {
+		t.Fatalf("verify log of an empty file: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if st, err := os.Stat(empty); err != nil || st.Size() != 0 {
+		t.Fatalf("verify log wrote to the store it checks: %v, size %d", err, st.Size())
 	}
 }

@@ -171,6 +171,9 @@ func (s *Store) ReplaceViews(ctx context.Context, event string, rows []store.Vie
 
 // write runs fn in one transaction on the writer connection.
 func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	if s.readOnly {
+		return fmt.Errorf("%s: %w", op, ErrReadOnly)
+	}
 	select {
 	case s.wsem <- struct{}{}:
 	case <-ctx.Done():

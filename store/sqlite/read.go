@@ -102,16 +102,17 @@ func (s *Store) EntriesByKey(ctx context.Context, event, key string) ([]store.St
 	return collect(rows, "entries by key")
 }
 
-// collect decodes every row of (hash, data) and closes rows.
+// collect decodes every row of entryCols and closes rows.
 func collect(rows *sql.Rows, op string) ([]store.Stored, error) {
 	defer rows.Close()
 	var out []store.Stored
 	for rows.Next() {
-		var hash, data []byte
-		if err := rows.Scan(&hash, &data); err != nil {
+		var hash, data, node []byte
+		var seq int64
+		if err := rows.Scan(&hash, &data, &node, &seq); err != nil {
 			return nil, classify(op, err)
 		}
-		st, err := decode(hash, data)
+		st, err := decode(hash, data, node, seq)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite store: %s: %w", op, err)
 		}
@@ -123,14 +124,18 @@ func collect(rows *sql.Rows, op string) ([]store.Stored, error) {
 	return out, nil
 }
 
-func decode(hash, data []byte) (store.Stored, error) {
+func decode(hash, data, node []byte, seq int64) (store.Stored, error) {
 	h, err := toHash(hash)
 	if err != nil {
-		return store.Stored{}, err
+		return store.Stored{}, fmt.Errorf("stored entry of node %x seq %d: %w", node, seq, err)
 	}
 	e, err := ledger.Decode(data)
 	if err != nil {
-		return store.Stored{}, fmt.Errorf("stored entry %s: %w", h, err)
+		return store.Stored{}, fmt.Errorf("stored entry of node %x seq %d (hash %s): %w", node, seq, h, err)
+	}
+	if e.Seq != uint64(seq) || !bytes.Equal(e.Node[:], node) {
+		return store.Stored{}, fmt.Errorf("stored entry of node %x seq %d (hash %s): %w: its bytes say node %s seq %d",
+			node, seq, h, ledger.ErrMalformed, e.Node, e.Seq)
 	}
 	return store.Stored{Entry: e, Hash: h}, nil
 }

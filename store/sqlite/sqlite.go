@@ -81,6 +81,7 @@ type options struct {
 	busyTimeout  time.Duration
 	readers      int
 	maxPageCount int64
+	readOnly     bool
 }
 
 // WithBusyTimeout sets how long a statement waits for a lock held by another
@@ -103,15 +104,26 @@ func WithMaxPageCount(pages int64) Option {
 	return func(o *options) { o.maxPageCount = pages }
 }
 
+// WithReadOnly opens an existing store for reading only, as a verifier
+// does: nothing is created or changed in the file, and Commit and
+// ReplaceViews fail with ErrReadOnly.
+func WithReadOnly() Option {
+	return func(o *options) { o.readOnly = true }
+}
+
+// ErrReadOnly is returned by writes to a store opened WithReadOnly.
+var ErrReadOnly = errors.New("sqlite store: opened read-only")
+
 // Store is a store.Store in one SQLite database file. It is safe for
 // concurrent use.
 type Store struct {
-	path string
-	w    *sql.DB // exactly one connection: every write goes through it
-	r    *sql.DB // read-only pool
-	wsem chan struct{}
-	ws   writeStmts
-	rs   readStmts
+	path     string
+	readOnly bool
+	w        *sql.DB // exactly one connection: every write goes through it
+	r        *sql.DB // read-only pool
+	wsem     chan struct{}
+	ws       writeStmts
+	rs       readStmts
 
 	mu       sync.Mutex
 	closed   bool
@@ -139,16 +151,25 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
 	}
-	s := &Store{path: abs, wsem: make(chan struct{}, 1)}
+	s := &Store{path: abs, readOnly: o.readOnly, wsem: make(chan struct{}, 1)}
 
 	wq := url.Values{}
-	wq.Add("_pragma", "page_size(16384)")
 	wq.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeout.Milliseconds()))
-	wq.Add("_pragma", "journal_mode(WAL)")
+	if o.readOnly {
+		wq.Set("mode", "ro")
+	} else {
+		// 16 KiB pages: a group commit writes fewer, larger WAL frames.
+		// Set before WAL mode, so a new file is created with them.
+		wq.Add("_pragma", "page_size(16384)")
+		wq.Add("_pragma", "journal_mode(WAL)")
+	}
 	wq.Add("_pragma", "synchronous(FULL)")
 	wq.Add("_pragma", "temp_store(MEMORY)") // statement journals stay off the disk
 	if o.maxPageCount > 0 {
 		wq.Add("_pragma", fmt.Sprintf("max_page_count(%d)", o.maxPageCount))
+	}
+	if o.readOnly {
+		wq.Add("_pragma", "query_only(1)")
 	}
 	wq.Set("_txlock", "immediate")
 	s.w, err = sql.Open("sqlite", dsn(abs, wq))
@@ -216,6 +237,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if tables != 0 {
 		return fmt.Errorf("the database has %d schema objects but no canopy schema version: not a canopy store", tables)
+	}
+	if s.readOnly {
+		return errors.New("the database is empty: not a canopy store (opened read-only, so nothing was created)")
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 )
 
 // entryCols are the columns a read selects to rebuild a store.Stored.
-const entryCols = `hash, data`
+const entryCols = `hash, data, node, seq`
 
 // insertChunk is how many entries one multi-row INSERT carries; a batch is
 // written in chunks of this size and single-row inserts for the rest.
