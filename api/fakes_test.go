@@ -111,8 +111,8 @@ func (n *fakeNode) Append(ctx context.Context, kind, key string, body []byte) (*
 	}
 	red := views.Idempotency{}
 	st := store.Stored{Entry: e, Hash: e.Hash()}
-	if row, ok := red.Row(st); ok {
-		n.rows[red.View()+"\x00"+row] = red.Fold(n.rows[red.View()+"\x00"+row], st)
+	for _, row := range red.Rows(st) {
+		n.rows[red.View()+"\x00"+row] = red.Fold(n.rows[red.View()+"\x00"+row], row, st)
 	}
 	n.entries = append(n.entries, e)
 	return e, nil

@@ -50,17 +50,17 @@ type idempotencyMembers struct {
 // View implements Reducer.
 func (Idempotency) View() string { return IdempotencyView }
 
-// Row implements Reducer.
-func (Idempotency) Row(s store.Stored) (string, bool) {
+// Rows implements Reducer.
+func (Idempotency) Rows(s store.Stored) []string {
 	var m idempotencyMembers
 	if json.Unmarshal(s.Entry.Body, &m) != nil || m.Key == "" {
-		return "", false
+		return nil
 	}
-	return m.Key, true
+	return []string{m.Key}
 }
 
 // Fold implements Reducer.
-func (Idempotency) Fold(cur []byte, s store.Stored) []byte {
+func (Idempotency) Fold(cur []byte, _ string, s store.Stored) []byte {
 	var m idempotencyMembers
 	if json.Unmarshal(s.Entry.Body, &m) != nil {
 		return cur

@@ -18,13 +18,17 @@ import (
 type Reducer interface {
 	// View names the view (its rows are stored under this name).
 	View() string
-	// Row returns the key of the row the entry affects, or false if the
-	// entry does not concern this view.
-	Row(s store.Stored) (key string, ok bool)
-	// Fold returns the row's value after the entry, given its current value
+	// Rows returns the keys of the rows the entry affects (none if the
+	// entry does not concern this view).
+	Rows(s store.Stored) []string
+	// Fold returns row key's value after the entry, given its current value
 	// (nil when the row does not exist yet). It never fails: an entry the
-	// reducer cannot use leaves the value unchanged.
-	Fold(cur []byte, s store.Stored) []byte
+	// reducer cannot use leaves the value unchanged. Folding the same
+	// entries in any order must give the same value (reducers keep what
+	// they need to be order-independent, e.g. the (hlc, node, seq) of the
+	// fact that won), so nodes that received entries in different orders
+	// agree.
+	Fold(cur []byte, key string, s store.Stored) []byte
 }
 
 // Set is the list of reducers a node maintains.
@@ -44,11 +48,21 @@ func NewSet(rs ...Reducer) (*Set, error) {
 	return &Set{reducers: rs}, nil
 }
 
-// Default returns the views every node maintains.
+// Default returns the views every node maintains: the idempotency view and
+// every reducer registered with Register.
 func Default() *Set {
-	s, _ := NewSet(Idempotency{})
+	s, err := NewSet(append([]Reducer{Idempotency{}}, registered...)...)
+	if err != nil {
+		panic(err) // two registered reducers share a view name: a programming error
+	}
 	return s
 }
+
+var registered []Reducer
+
+// Register adds domain reducers to Default. Domain packages call it from
+// init, so every node derives the same views.
+func Register(rs ...Reducer) { registered = append(registered, rs...) }
 
 // ReadFunc returns the current value of a row, or an error wrapping
 // store.ErrNotFound when it does not exist.
@@ -62,20 +76,18 @@ func (s *Set) Apply(ctx context.Context, read ReadFunc, entries []store.Stored) 
 	cur := map[rowID][]byte{}
 	for _, e := range entries {
 		for _, r := range s.reducers {
-			key, ok := r.Row(e)
-			if !ok {
-				continue
-			}
-			id := rowID{r.View(), key}
-			v, loaded := cur[id]
-			if !loaded {
-				var err error
-				v, err = read(ctx, id.view, id.key)
-				if err != nil && !isNotFound(err) {
-					return nil, fmt.Errorf("views: read %s/%s: %w", id.view, id.key, err)
+			for _, key := range r.Rows(e) {
+				id := rowID{r.View(), key}
+				v, loaded := cur[id]
+				if !loaded {
+					var err error
+					v, err = read(ctx, id.view, id.key)
+					if err != nil && !isNotFound(err) {
+						return nil, fmt.Errorf("views: read %s/%s: %w", id.view, id.key, err)
+					}
 				}
+				cur[id] = r.Fold(v, key, e)
 			}
-			cur[id] = r.Fold(v, e)
 		}
 	}
 	rows := make([]store.ViewRow, 0, len(cur))
@@ -93,9 +105,9 @@ func (s *Set) Rebuild(ctx context.Context, st store.Store, event string) ([]stor
 	cur := map[rowID][]byte{}
 	err := st.Scan(ctx, event, func(e store.Stored) error {
 		for _, r := range s.reducers {
-			if key, ok := r.Row(e); ok {
+			for _, key := range r.Rows(e) {
 				id := rowID{r.View(), key}
-				cur[id] = r.Fold(cur[id], e)
+				cur[id] = r.Fold(cur[id], key, e)
 			}
 		}
 		return nil
