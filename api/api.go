@@ -80,6 +80,12 @@ type Config struct {
 	MaxBodyBytes int64         // request body cap; 0: DefaultMaxBodyBytes
 	RetryAfter   time.Duration // Retry-After on 503s; 0: DefaultRetryAfter
 	MaxPageSize  int           // cap on /v1/log/entries pages; 0: DefaultMaxPageSize
+
+	// FingerprintKey, when set, keys the Idempotency-Key request
+	// fingerprint kept in entries (HMAC-SHA256 instead of plain SHA-256),
+	// so the fingerprint of a request carrying personal data cannot be
+	// confirmed by hashing guesses. Keep it stable for the node's life.
+	FingerprintKey []byte
 }
 
 // Defaults for zero Config fields.

@@ -558,12 +558,13 @@ func mustHash(t *testing.T, h *harness, key string) string {
 func TestRequestHashIsCanonical(t *testing.T) {
 	r := httptest.NewRequest("POST", "/v1/x/1", nil)
 	r.SetPathValue("id", "1")
+	var key []byte
 	hash := func(body string) string {
 		var req widgetRequest
 		if err := decodeJSONBytes([]byte(body), &req); err != nil {
 			t.Fatal(err)
 		}
-		s, err := requestHash("POST", "POST /v1/x/{id}", []string{"id"}, r, &req)
+		s, err := requestHash(key, "POST", "POST /v1/x/{id}", []string{"id"}, r, &req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -580,6 +581,18 @@ func TestRequestHashIsCanonical(t *testing.T) {
 	r.SetPathValue("id", "2")
 	if a == hash(`{"name":"n","qty":1,"note":{"b":1,"a":[1,{"y":2,"x":1}]}}`) {
 		t.Error("a different path value gave the same fingerprint")
+	}
+	// With a FingerprintKey the fingerprint is an HMAC: still canonical,
+	// but not the plain hash, and different per key.
+	r.SetPathValue("id", "1")
+	key = []byte("key one")
+	k1 := hash(`{"name":"n","qty":1,"note":{"b":1,"a":[1,{"y":2,"x":1}]}}`)
+	if k1 == a || k1 != hash(` { "note" : { "a" : [1, {"x":1, "y":2}], "b":1 }, "qty":1, "name":"n" } `) {
+		t.Error("keyed fingerprint is the plain hash or not canonical")
+	}
+	key = []byte("key two")
+	if k1 == hash(`{"name":"n","qty":1,"note":{"b":1,"a":[1,{"y":2,"x":1}]}}`) {
+		t.Error("two keys gave the same fingerprint")
 	}
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -62,6 +63,14 @@ type MutationRoute[Req any] struct {
 	Pattern string      // e.g. "POST /v1/orders"
 	Roles   []auth.Role // must not be empty
 	MaxBody int64       // 0: Config.MaxBodyBytes
+	// Screen, if set, sees the raw request (path, query, headers and body)
+	// before it is decoded and may refuse it; see Route.Screen.
+	Screen func(r *http.Request, body []byte) error
+	// Lock, if set, is called after the Idempotency-Key check and before
+	// Prepare; the request holds what it returns until its entry is
+	// appended, so Prepare's reads and the append are atomic among requests
+	// that lock the same thing (e.g. one order). It may read r.PathValue.
+	Lock func(r *http.Request) (unlock func(), err error)
 	// EmptyBody lets a request without a body (Content-Length 0) decode as
 	// the zero Req, e.g. "POST /v1/lots/{id}/close".
 	EmptyBody bool
@@ -80,7 +89,7 @@ func HandleMutation[Req any](s *Server, m MutationRoute[Req]) {
 	}
 	method, path, _ := strings.Cut(m.Pattern, " ")
 	wildcards := patternWildcards(path)
-	s.Handle(Route{Pattern: m.Pattern, Roles: m.Roles, MaxBody: m.MaxBody, Handler: func(w http.ResponseWriter, r *http.Request) error {
+	s.Handle(Route{Pattern: m.Pattern, Roles: m.Roles, MaxBody: m.MaxBody, Screen: m.Screen, Handler: func(w http.ResponseWriter, r *http.Request) error {
 		key, err := idempotencyKey(r, method == http.MethodPost)
 		if err != nil {
 			return err
@@ -91,11 +100,26 @@ func HandleMutation[Req any](s *Server, m MutationRoute[Req]) {
 				return err
 			}
 		}
-		hash, err := requestHash(method, m.Pattern, wildcards, r, &req)
+		hash, err := requestHash(s.cfg.FingerprintKey, method, m.Pattern, wildcards, r, &req)
 		if err != nil {
 			return err
 		}
-		return s.mutate(w, r, key, hash, func() (Mutation, error) { return m.Prepare(r, &req) }, m.Render)
+		prepare := func() (Mutation, func(), error) {
+			unlock := func() {}
+			if m.Lock != nil {
+				var err error
+				if unlock, err = m.Lock(r); err != nil {
+					return Mutation{}, nil, err
+				}
+			}
+			mu, err := m.Prepare(r, &req)
+			if err != nil {
+				unlock()
+				return Mutation{}, nil, err
+			}
+			return mu, unlock, nil
+		}
+		return s.mutate(w, r, key, hash, prepare, m.Render)
 	}})
 }
 
@@ -151,14 +175,20 @@ func patternWildcards(path string) []string {
 
 // requestHash is the request fingerprint: SHA-256 over the method, the
 // route pattern, the path values and the canonical JSON of the parsed
-// request, each length-prefixed. Key order and whitespace of the body do
-// not change it; anything the handler can see does.
-func requestHash(method, pattern string, wildcards []string, r *http.Request, req any) (string, error) {
+// request, each length-prefixed — or, when key is not empty, HMAC-SHA256
+// keyed by it over the same bytes, so that the fingerprint kept in the
+// entry cannot be used to guess personal data of the request. Key order
+// and whitespace of the body do not change it; anything the handler can
+// see does.
+func requestHash(key []byte, method, pattern string, wildcards []string, r *http.Request, req any) (string, error) {
 	canon, err := canonicalJSON(req)
 	if err != nil {
 		return "", err
 	}
 	h := sha256.New()
+	if len(key) > 0 {
+		h = hmac.New(sha256.New, key)
+	}
 	field := func(s []byte) {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
@@ -206,7 +236,7 @@ type idempotencyRecord struct {
 
 // mutate runs the idempotent append-and-render sequence.
 func (s *Server) mutate(w http.ResponseWriter, r *http.Request, key, hash string,
-	prepare func() (Mutation, error), render RenderFunc) error {
+	prepare func() (Mutation, func(), error), render RenderFunc) error {
 	ctx := r.Context()
 	if key != "" {
 		unlock, err := s.locks.lock(ctx, key)
@@ -219,10 +249,11 @@ func (s *Server) mutate(w http.ResponseWriter, r *http.Request, key, hash string
 			return err
 		}
 	}
-	m, err := prepare()
+	m, unlock, err := prepare()
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	body, err := json.Marshal(m.Body)
 	if err != nil {
 		return errorf("encode %s body: %w", m.Kind, err)

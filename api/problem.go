@@ -57,6 +57,18 @@ const (
 	TypeMethodNotAllowed = typePrefix + "method-not-allowed"
 	TypeConflict         = typePrefix + "conflict"
 
+	// Point of sale (package posapi).
+	TypeCardNumberRefused   = typePrefix + "card-number-refused"
+	TypeIllegalTransition   = typePrefix + "illegal-transition"
+	TypeOrderState          = typePrefix + "order-state"
+	TypeRefundAbovePaid     = typePrefix + "refund-above-paid"
+	TypeOverpayment         = typePrefix + "overpayment"
+	TypeUnknownSKU          = typePrefix + "unknown-sku"
+	TypeUnknownVendor       = typePrefix + "unknown-vendor"
+	TypeVendorMismatch      = typePrefix + "vendor-mismatch"
+	TypeAmountOutOfRange    = typePrefix + "amount-out-of-range"
+	TypePriceOverrideDenied = typePrefix + "price-override-forbidden"
+
 	TypeStoreUnavailable = typePrefix + "store-unavailable"
 	TypeTimeout          = typePrefix + "timeout"
 	TypeNotReady         = typePrefix + "not-ready"
@@ -99,6 +111,17 @@ var problemTypes = map[string]struct {
 	TypeRouteNotFound:    {404, "No such route"},
 	TypeMethodNotAllowed: {405, "Method not allowed"},
 	TypeConflict:         {409, "Conflict"},
+
+	TypeCardNumberRefused:   {422, "The request contains what looks like a card number"},
+	TypeIllegalTransition:   {409, "The order cannot move to that state"},
+	TypeOrderState:          {409, "The order's state does not allow this"},
+	TypeRefundAbovePaid:     {422, "The refund is above what was paid"},
+	TypeOverpayment:         {422, "The payment is above what is owed"},
+	TypeUnknownSKU:          {422, "The SKU is unknown or inactive"},
+	TypeUnknownVendor:       {422, "The vendor is unknown or inactive"},
+	TypeVendorMismatch:      {422, "The SKU belongs to another vendor"},
+	TypeAmountOutOfRange:    {422, "An amount or total is out of range"},
+	TypePriceOverrideDenied: {403, "The device may not set a manual price"},
 
 	TypeStoreUnavailable: {503, "Storage is unavailable"},
 	TypeTimeout:          {503, "The request ran out of time"},

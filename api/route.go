@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -28,6 +30,11 @@ type Route struct {
 	Roles []auth.Role
 	// MaxBody caps the request body; 0: Config.MaxBodyBytes.
 	MaxBody int64
+	// Screen, if set, is called once the token is checked and before the
+	// handler, with the whole body read (within MaxBody); it may refuse the
+	// request by returning an error (e.g. a card number anywhere in it).
+	// The handler then reads the same body again.
+	Screen  func(r *http.Request, body []byte) error
 	Handler HandlerFunc
 }
 
@@ -78,6 +85,12 @@ func (s *Server) Handle(rt Route) {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
+		if rt.Screen != nil {
+			if err := screen(r, rt.Screen); err != nil {
+				s.writeProblem(w, r, err)
+				return
+			}
+		}
 		if err := rt.Handler(w, r); err != nil {
 			if rec, ok := w.(*recorder); ok && rec.wrote {
 				s.log.LogAttrs(r.Context(), slog.LevelError, "error after response started",
@@ -91,6 +104,21 @@ func (s *Server) Handle(rt Route) {
 	s.mu.Lock()
 	s.routes = append(s.routes, rt.Pattern)
 	s.mu.Unlock()
+}
+
+// screen reads the body, shows the request to fn, and puts the body back.
+func screen(r *http.Request, fn func(*http.Request, []byte) error) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if err := fn(r, body); err != nil {
+		return err
+	}
+	if r.Body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return nil
 }
 
 // authenticate verifies the bearer token and the device's role.
