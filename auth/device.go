@@ -26,14 +26,32 @@ var Roles = []Role{RolePOS, RoleDoor, RoleAuctioneer, RoleBidder, RoleOrganizer,
 
 // Device is the verified content of a device token.
 type Device struct {
-	TokenID   string    // unique id of the token (jti), the handle for revocation
-	Event     string    // event slug the token is bound to
-	Role      Role      // what the device may do
-	Name      string    // the device's name, e.g. "till-3"
-	Vendor    string    // vendor id the device is bound to; empty if none
-	IssuedAt  time.Time // iat
-	NotBefore time.Time // nbf
-	Expires   time.Time // exp
+	TokenID string // unique id of the token (jti), the handle for revocation
+	Event   string // event slug the token is bound to
+	Role    Role   // what the device may do
+	Name    string // the device's name, e.g. "till-3"
+	Vendor  string // vendor id the device is bound to; empty if none
+	// Permissions are extra rights beyond the role (see Permissions), sorted.
+	Permissions []string
+	IssuedAt    time.Time // iat
+	NotBefore   time.Time // nbf
+	Expires     time.Time // exp
+}
+
+// PermPriceOverride lets a device set a manual unit price on an order line.
+const PermPriceOverride = "price_override"
+
+// Permissions lists every permission a device token can carry.
+var Permissions = []string{PermPriceOverride}
+
+// Can reports whether the device carries permission p.
+func (d *Device) Can(p string) bool {
+	for _, x := range d.Permissions {
+		if x == p {
+			return true
+		}
+	}
+	return false
 }
 
 // Errors returned when a token or ticket is refused. Each maps to its own

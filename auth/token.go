@@ -49,9 +49,25 @@ type deviceClaims struct {
 	IssuedAt  string `json:"iat"`
 	TokenID   string `json:"jti"`
 	NotBefore string `json:"nbf"`
-	Purpose   string `json:"purpose"`
-	Role      Role   `json:"role"`
-	Vendor    string `json:"vendor,omitempty"`
+	// Permissions: sorted, no duplicates, omitted when empty.
+	Permissions []string `json:"permissions,omitempty"`
+	Purpose     string   `json:"purpose"`
+	Role        Role     `json:"role"`
+	Vendor      string   `json:"vendor,omitempty"`
+}
+
+// normPermissions checks every permission is known and returns them sorted
+// without duplicates (nil for none).
+func normPermissions(ps []string) ([]string, error) {
+	var out []string
+	for _, p := range ps {
+		if !slices.Contains(Permissions, p) {
+			return nil, fmt.Errorf("%w: unknown permission %q (want one of %v)", ErrInvalidArguments, p, Permissions)
+		}
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // IssueDevice signs a device token for d with the event key. d.Event, Role,
@@ -72,6 +88,10 @@ func IssueDevice(eventKey ed25519.PrivateKey, d Device) (string, error) {
 			return "", err
 		}
 	}
+	perms, err := normPermissions(d.Permissions)
+	if err != nil {
+		return "", err
+	}
 	if d.TokenID == "" {
 		d.TokenID = NewTokenID()
 	} else if err := validateID("token id", d.TokenID); err != nil {
@@ -84,15 +104,16 @@ func IssueDevice(eventKey ed25519.PrivateKey, d Device) (string, error) {
 		d.IssuedAt = d.NotBefore
 	}
 	return signClaims(eventKey, deviceClaims{
-		Device:    d.Name,
-		Event:     d.Event,
-		Expires:   d.Expires.UTC().Format(time.RFC3339),
-		IssuedAt:  d.IssuedAt.UTC().Format(time.RFC3339),
-		TokenID:   d.TokenID,
-		NotBefore: d.NotBefore.UTC().Format(time.RFC3339),
-		Purpose:   purposeDevice,
-		Role:      d.Role,
-		Vendor:    d.Vendor,
+		Device:      d.Name,
+		Event:       d.Event,
+		Expires:     d.Expires.UTC().Format(time.RFC3339),
+		IssuedAt:    d.IssuedAt.UTC().Format(time.RFC3339),
+		TokenID:     d.TokenID,
+		NotBefore:   d.NotBefore.UTC().Format(time.RFC3339),
+		Permissions: perms,
+		Purpose:     purposeDevice,
+		Role:        d.Role,
+		Vendor:      d.Vendor,
 	})
 }
 
@@ -179,7 +200,11 @@ func (v *Verifier) parseDevice(token string) (*Device, error) {
 	if c.TokenID == "" || c.Device == "" {
 		return nil, fmt.Errorf("%w: token has no jti or device name", ErrMalformed)
 	}
-	d := &Device{TokenID: c.TokenID, Event: c.Event, Role: c.Role, Name: c.Device, Vendor: c.Vendor}
+	perms, err := normPermissions(c.Permissions)
+	if err != nil || !slices.Equal(perms, c.Permissions) {
+		return nil, fmt.Errorf("%w: permissions %q are unknown, unsorted or repeated", ErrMalformed, c.Permissions)
+	}
+	d := &Device{TokenID: c.TokenID, Event: c.Event, Role: c.Role, Name: c.Device, Vendor: c.Vendor, Permissions: perms}
 	if d.IssuedAt, err = parseClaimTime("iat", c.IssuedAt); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,11 +24,13 @@ func runTokenIssue(ctx context.Context, e *env, args []string) error {
 		roles[i] = string(r)
 	}
 	roleList := strings.Join(roles, "|")
-	fs := newFlagSet(e, "token issue", "--event DIR --role "+roleList+" --device NAME [--vendor ID] --ttl DURATION")
+	fs := newFlagSet(e, "token issue", "--event DIR --role "+roleList+" --device NAME [--vendor ID] [--permit "+strings.Join(auth.Permissions, "|")+"]... --ttl DURATION")
 	evPath := fs.String("event", "", "event directory holding event.json and event.key (required)")
 	role := fs.String("role", "", "what the device may do: "+roleList+" (required)")
 	device := fs.String("device", "", "device name, e.g. till-3 (required)")
 	vendor := fs.String("vendor", "", "vendor id the device is bound to (optional)")
+	var permits permitList
+	fs.Var(&permits, "permit", "an extra permission ("+strings.Join(auth.Permissions, ", ")+"); repeat or separate with commas")
 	ttl := fs.String("ttl", "", "how long the token is valid from now, e.g. 12h or 3d (required)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -54,17 +57,34 @@ func runTokenIssue(ctx context.Context, e *env, args []string) error {
 	}
 	now := ceremonyNow().Truncate(time.Second)
 	tok, err := auth.IssueDevice(key, auth.Device{
-		Event:     ev.Slug,
-		Role:      auth.Role(*role),
-		Name:      *device,
-		Vendor:    *vendor,
-		IssuedAt:  now,
-		NotBefore: now.Add(-skewAllowance),
-		Expires:   now.Add(d),
+		Event:       ev.Slug,
+		Role:        auth.Role(*role),
+		Name:        *device,
+		Vendor:      *vendor,
+		Permissions: permits,
+		IssuedAt:    now,
+		NotBefore:   now.Add(-skewAllowance),
+		Expires:     now.Add(d),
 	})
 	if err != nil {
 		return authError(err)
 	}
 	fmt.Fprintln(e.stdout, tok)
+	return nil
+}
+
+// permitList collects --permit values, repeated or comma-separated.
+type permitList []string
+
+func (p *permitList) String() string { return strings.Join(*p, ",") }
+
+func (p *permitList) Set(v string) error {
+	for x := range strings.SplitSeq(v, ",") {
+		x = strings.TrimSpace(x)
+		if !slices.Contains(auth.Permissions, x) {
+			return fmt.Errorf("%q is not a permission (want %s)", x, strings.Join(auth.Permissions, ", "))
+		}
+		*p = append(*p, x)
+	}
 	return nil
 }
