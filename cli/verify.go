@@ -18,7 +18,7 @@ import (
 	"canopy/edge"
 	"canopy/ledger"
 	"canopy/store/sqlite"
-	"canopy/views"
+	"canopy/viewset"
 )
 
 func init() {
@@ -198,7 +198,7 @@ func readDirLogs(ctx context.Context, dir, event string) (dirLogs, error) {
 		}
 		logs = append(logs, l)
 	}
-	return dirLogs{logs: logs, views: views.Default().Verify(ctx, st, event)}, nil
+	return dirLogs{logs: logs, views: viewset.All().Verify(ctx, st, event)}, nil
 }
 
 // fetchLog reads a node's own log and its latest checkpoint from its device

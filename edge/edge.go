@@ -22,8 +22,10 @@ import (
 	"canopy/config"
 	"canopy/journal"
 	"canopy/ledger"
+	"canopy/salesreport"
 	"canopy/store"
 	"canopy/store/sqlite"
+	"canopy/viewset"
 )
 
 // Log attribute keys.
@@ -100,7 +102,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.Journal, err = journal.Open(ctx, journal.Config{
-		Event: ev.Slug, Key: key, Store: st, Clock: clock, Logger: log, Metrics: reg,
+		Event: ev.Slug, Key: key, Store: st, Views: viewset.All(), Clock: clock, Logger: log, Metrics: reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edge: open journal: %w", err)
@@ -128,6 +130,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	if err != nil {
 		return nil, fmt.Errorf("edge: api: %w", err)
 	}
+	salesreport.Register(e.API, st, ev)
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("edge: listen on %s: %w", cfg.Node.Listen, err)

@@ -17,7 +17,7 @@ import (
 	"canopy/auth"
 	"canopy/edge"
 	"canopy/internal/testutil"
-	"canopy/views"
+	"canopy/viewset"
 )
 
 func openEdge(t *testing.T, ev *testutil.Event, dataDir string) *edge.Edge {
@@ -233,7 +233,7 @@ func TestEdgeFullDisk(t *testing.T) {
 			t.Fatalf("acknowledged note %s: replay with another body gave %d, want 422 (key known)", key, r.status)
 		}
 	}
-	if err := views.Default().Verify(ctx, e.Store, ev.Event.Slug); err != nil {
+	if err := viewset.All().Verify(ctx, e.Store, ev.Event.Slug); err != nil {
 		t.Fatal(err)
 	}
 	head, _, err := e.Store.Head(ctx, ev.Event.Slug, e.Journal.Node())

@@ -16,10 +16,6 @@ const (
 	ViewStock   = "pos.stock"   // key: sku; value: Stock
 )
 
-func init() {
-	views.Register(vendorReducer{}, skuReducer{}, orderReducer{}, stockReducer{})
-}
-
 // Reducers returns this package's reducers, for tests that build a set.
 func Reducers() []views.Reducer {
 	return []views.Reducer{vendorReducer{}, skuReducer{}, orderReducer{}, stockReducer{}}

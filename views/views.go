@@ -48,21 +48,13 @@ func NewSet(rs ...Reducer) (*Set, error) {
 	return &Set{reducers: rs}, nil
 }
 
-// Default returns the views every node maintains: the idempotency view and
-// every reducer registered with Register.
+// Default returns the set of views the ledger itself needs: the
+// idempotency view. A node's full set (with the domain views) is
+// canopy/viewset.All.
 func Default() *Set {
-	s, err := NewSet(append([]Reducer{Idempotency{}}, registered...)...)
-	if err != nil {
-		panic(err) // two registered reducers share a view name: a programming error
-	}
+	s, _ := NewSet(Idempotency{})
 	return s
 }
-
-var registered []Reducer
-
-// Register adds domain reducers to Default. Domain packages call it from
-// init, so every node derives the same views.
-func Register(rs ...Reducer) { registered = append(registered, rs...) }
 
 // ReadFunc returns the current value of a row, or an error wrapping
 // store.ErrNotFound when it does not exist.
