@@ -98,6 +98,7 @@ func openDSN(tb testing.TB, dsn string, opts ...postgres.Option) *postgres.Store
 }
 
 func TestConformance(t *testing.T) {
+	adminDSN(t) // skip (or fail, on CI) once rather than in every subtest
 	var mu sync.Mutex
 	dsns := map[store.Store]string{}
 	storetest.RunOpener(t, storetest.Opener{
