@@ -5,6 +5,7 @@ package edge
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"canopy/config"
 	"canopy/journal"
 	"canopy/ledger"
+	"canopy/posapi"
 	"canopy/salesreport"
 	"canopy/store"
 	"canopy/store/sqlite"
@@ -126,11 +128,17 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 		Logger:       log,
 		Clock:        clock,
 		MaxBodyBytes: cfg.Node.MaxBody,
+		// Idempotency fingerprints are keyed by the node's secret, so they
+		// cannot confirm guesses of a request's personal data.
+		FingerprintKey: fingerprintKey(key.Seed()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edge: api: %w", err)
 	}
 	salesreport.Register(e.API, st, ev)
+	if err := posapi.Register(e.API, posapi.Deps{Event: ev, Views: st, Clock: clock}); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("edge: listen on %s: %w", cfg.Node.Listen, err)
@@ -240,4 +248,13 @@ type viewReader struct {
 
 func (v viewReader) View(ctx context.Context, view, key string) ([]byte, error) {
 	return v.st.View(ctx, v.event, view, key)
+}
+
+// fingerprintKey derives the idempotency fingerprint key from the node's
+// private key seed: SHA-256("canopy idempotency fingerprint v1" || seed).
+func fingerprintKey(seed []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("canopy idempotency fingerprint v1"))
+	h.Write(seed)
+	return h.Sum(nil)
 }
