@@ -156,7 +156,7 @@ func TestSalesReportRoute(t *testing.T) {
 	// C: 357, cancelled. D: 999, open.
 	tot := rep.Totals
 	type figs struct {
-		Orders, Sold, Open, Cancelled, Manual                                  int
+		Orders, Sold, Open, Cancelled, Manual                                   int
 		Gross, Discounts, Tax, Tips, Refunds, Net, Cash, Card, Tendered, Change int64
 		Drawer, Owed                                                            int64
 	}
