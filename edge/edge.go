@@ -24,6 +24,7 @@ import (
 	"canopy/journal"
 	"canopy/ledger"
 	"canopy/posapi"
+	"canopy/receipt"
 	"canopy/salesreport"
 	"canopy/store"
 	"canopy/store/sqlite"
@@ -139,6 +140,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	if err := posapi.Register(e.API, posapi.Deps{Event: ev, Views: st, Clock: clock}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	receipt.Register(e.API, receipt.Deps{Event: ev, Store: st, Checkpointer: e.Journal})
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("edge: listen on %s: %w", cfg.Node.Listen, err)
