@@ -3,9 +3,11 @@ package salesreport_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,5 +229,79 @@ func TestSalesReportRoute(t *testing.T) {
 		if fe.Parameter != c.param || fe.Detail == "" {
 			t.Errorf("%s: error %+v, want parameter %s", c.query, fe, c.param)
 		}
+	}
+}
+
+// send makes one request with a JSON body and an Idempotency-Key.
+func send(t *testing.T, method, u, token, body string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", fmt.Sprintf("k-%d", time.Now().UnixNano()))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d %s", method, u, res.StatusCode, b)
+	}
+	return reply{res.StatusCode, res.Header, b}
+}
+
+// TestSalesReportThroughPOSRoutes sells through the real POS routes and
+// checks the report reads what they wrote.
+func TestSalesReportThroughPOSRoutes(t *testing.T) {
+	ev := testutil.NewEvent(t, "z-pos")
+	e, err := edge.Open(context.Background(), ev.EdgeConfig(t, "edge-1", ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	organizer := ev.ValidToken(t, auth.RoleOrganizer)
+	till := ev.Token(t, auth.RolePOS, "till-9", time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	send(t, "PUT", e.URL()+"/v1/vendors/bakery", organizer, `{"name":"Bakery","active":true}`)
+	send(t, "PUT", e.URL()+"/v1/catalog/bread", organizer, `{"vendor":"bakery","name":"Bread","price":250,"tax_rate":700,"tax_inclusive":true,"active":true}`)
+
+	var created struct {
+		Order struct {
+			ID     string     `json:"id"`
+			Totals pos.Totals `json:"totals"`
+		} `json:"order"`
+	}
+	r := send(t, "POST", e.URL()+"/v1/orders", till, `{"vendor":"bakery","lines":[{"sku":"bread","qty":3}],"discount":{"amount":50,"reason":"regular"},"tip":20}`)
+	o := &created.Order
+	if err := json.Unmarshal(r.body, &created); err != nil || o.ID == "" {
+		t.Fatalf("order %s: %v", r.body, err)
+	}
+	// 750 - 50 + 20 = 720: 200 by card, then 1000 cash for the 520 left.
+	send(t, "POST", e.URL()+"/v1/orders/"+o.ID+"/payments", till, `{"method":"card","amount":200,"reference":"auth-7"}`)
+	send(t, "POST", e.URL()+"/v1/orders/"+o.ID+"/payments", till, `{"method":"cash","amount":1000}`)
+	send(t, "POST", e.URL()+"/v1/orders/"+o.ID+"/refunds", till, `{"amount":120,"method":"cash","reason":"stale"}`)
+	// A second order stays open.
+	send(t, "POST", e.URL()+"/v1/orders", till, `{"vendor":"bakery","lines":[{"sku":"bread","qty":1}]}`)
+
+	r = get(t, e.URL()+salesreport.Path, organizer)
+	var rep salesreport.Report
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &rep) != nil {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	f := rep.Totals
+	if o.Totals.Total != 720 || f.Orders != 2 || f.Sold != 1 || f.Open != 1 || f.OpenOwed != 250 ||
+		f.Gross != 750 || f.Discounts != 50 || f.Tips != 20 || f.Refunds != 120 || f.Net != 600 ||
+		f.Payments["card"] != 200 || f.Payments["cash"] != 520 || f.CashTendered != 1000 || f.ChangeGiven != 480 ||
+		f.CashExpected != 400 || f.RefundsByMethod["cash"] != 120 {
+		t.Fatalf("totals %+v (order %+v)", f, o.Totals)
+	}
+	if len(rep.Devices) != 1 || rep.Devices[0].Device != "till-9" || len(rep.Vendors) != 1 || rep.Vendors[0].Vendor != "bakery" {
+		t.Fatalf("groups %s", r.body)
 	}
 }
