@@ -90,7 +90,8 @@ func Orders(ctx context.Context, rows Rows, event string) ([]pos.Order, error) {
 }
 
 // Compute reads the event's orders and builds the report over [from, to)
-// as ParseRange reads them.
+// as ParseRange reads them. A report without orders is in the event's
+// currency.
 func Compute(ctx context.Context, rows Rows, ev *auth.Event, from, to string) (Report, error) {
 	f, t, loc, err := ParseRange(ev, from, to)
 	if err != nil {
@@ -100,7 +101,12 @@ func Compute(ctx context.Context, rows Rows, ev *auth.Event, from, to string) (R
 	if err != nil {
 		return Report{}, err
 	}
-	return Build(orders, f, t, loc), nil
+	rep := Build(orders, f, t, loc)
+	if rep.Currency == "" {
+		// No orders in range: the amounts (all zero) are in the event's.
+		rep.Currency = ev.Currency
+	}
+	return rep, nil
 }
 
 // Register adds GET /v1/reports/sales (organizer, admin) to s, reading

@@ -204,7 +204,7 @@ func TestSalesReportRoute(t *testing.T) {
 	if err := json.Unmarshal(r.body, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Totals.Orders != 0 || len(rep.Vendors) != 0 || !rep.From.Equal(later.Truncate(time.Second)) {
+	if rep.Totals.Orders != 0 || len(rep.Vendors) != 0 || rep.Currency != "EUR" || !rep.From.Equal(later.Truncate(time.Second)) {
 		t.Fatalf("later range: %s", r.body)
 	}
 	// A range that holds the sales counts them.
