@@ -35,6 +35,7 @@ const (
 	TypeTokenWrongKind   = typePrefix + "token-wrong-purpose"
 	TypeTokenUnknownRole = typePrefix + "token-unknown-role"
 	TypeTokenRejected    = typePrefix + "token-rejected"
+	TypeTokenRevoked     = typePrefix + "token-revoked"
 	TypeForbiddenRole    = typePrefix + "forbidden-role"
 
 	TypeMalformedJSON     = typePrefix + "malformed-json"
@@ -69,6 +70,12 @@ const (
 	TypeAmountOutOfRange    = typePrefix + "amount-out-of-range"
 	TypePriceOverrideDenied = typePrefix + "price-override-forbidden"
 
+	// Doors (package doorapi).
+	TypeTicketTooLong    = typePrefix + "ticket-too-long"
+	TypeTicketMissing    = typePrefix + "ticket-missing"
+	TypeInvalidDoor      = typePrefix + "invalid-door"
+	TypeInvalidDirection = typePrefix + "invalid-direction"
+
 	TypeStoreUnavailable = typePrefix + "store-unavailable"
 	TypeTimeout          = typePrefix + "timeout"
 	TypeNotReady         = typePrefix + "not-ready"
@@ -90,6 +97,7 @@ var problemTypes = map[string]struct {
 	TypeTokenWrongKind:   {401, "The token is not a device token"},
 	TypeTokenUnknownRole: {401, "The device token carries an unknown role"},
 	TypeTokenRejected:    {401, "The device token was refused"},
+	TypeTokenRevoked:     {401, "The device token has been revoked"},
 	TypeForbiddenRole:    {403, "The device's role may not do this"},
 
 	TypeMalformedJSON:     {400, "The request body is not valid JSON"},
@@ -122,6 +130,11 @@ var problemTypes = map[string]struct {
 	TypeVendorMismatch:      {422, "The SKU belongs to another vendor"},
 	TypeAmountOutOfRange:    {422, "An amount or total is out of range"},
 	TypePriceOverrideDenied: {403, "The device may not set a manual price"},
+
+	TypeTicketTooLong:    {422, "The ticket string is too long"},
+	TypeTicketMissing:    {422, "The scanned ticket string is missing"},
+	TypeInvalidDoor:      {422, "The door name is missing or invalid"},
+	TypeInvalidDirection: {422, "The direction must be in or out"},
 
 	TypeStoreUnavailable: {503, "Storage is unavailable"},
 	TypeTimeout:          {503, "The request ran out of time"},
@@ -342,6 +355,8 @@ func authProblem(err error) *Problem {
 		typ = TypeTokenWrongKind
 	case errors.Is(err, auth.ErrUnknownRole):
 		typ = TypeTokenUnknownRole
+	case errors.Is(err, auth.ErrRevoked):
+		typ = TypeTokenRevoked
 	default:
 		return nil
 	}

@@ -64,4 +64,7 @@ var (
 	ErrWrongEvent   = errors.New("auth: token is for another event")
 	ErrWrongPurpose = errors.New("auth: token is not of the expected kind")
 	ErrUnknownRole  = errors.New("auth: unknown role")
+	// ErrRevoked: the token was revoked by a signed revocation fact (it is
+	// returned by verifiers that consult the revocations, not by Verifier).
+	ErrRevoked = errors.New("auth: token revoked")
 )

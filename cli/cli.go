@@ -19,6 +19,9 @@ type command struct {
 	// run parses args with its own FlagSet and does the work. It returns
 	// errUsage (wrapped) for bad arguments.
 	run func(ctx context.Context, env *env, args []string) error
+	// hidden leaves the command out of the usage list (internal commands,
+	// e.g. a benchmark's load generator process).
+	hidden bool
 }
 
 // env carries the process's streams to a command.
@@ -101,6 +104,9 @@ func printUsage(w io.Writer) {
 	sorted := append([]command(nil), commands...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
 	for _, c := range sorted {
+		if c.hidden {
+			continue
+		}
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'canopy <command> --help' for a command's flags.")

@@ -21,10 +21,11 @@ import (
 	"canopy/api"
 	"canopy/auth"
 	"canopy/config"
+	"canopy/doorapi"
 	"canopy/journal"
 	"canopy/ledger"
 	"canopy/posapi"
-	"canopy/receipt"
+	"canopy/revocation"
 	"canopy/salesreport"
 	"canopy/store"
 	"canopy/store/sqlite"
@@ -117,9 +118,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 			return nil, fmt.Errorf("edge: write enrolment entry: %w", err)
 		}
 	}
+	verifier := auth.NewVerifier(ev, clock)
 	e.API, err = api.New(api.Config{
 		Event:        ev.Slug,
-		Verifier:     auth.NewVerifier(ev, clock),
+		Verifier:     revocation.NewGuard(verifier, st, ev.Slug), // a revoked device token is refused on every call
 		Appender:     e.Journal,
 		Log:          &logReader{j: e.Journal, st: st},
 		Views:        viewReader{st: st, event: ev.Slug},
@@ -137,10 +139,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 		return nil, fmt.Errorf("edge: api: %w", err)
 	}
 	salesreport.Register(e.API, st, ev)
+	doorapi.Register(e.API, doorapi.Config{Event: ev.Slug, Tickets: verifier, Views: st})
 	if err := posapi.Register(e.API, posapi.Deps{Event: ev, Views: st, Clock: clock}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	receipt.Register(e.API, receipt.Deps{Event: ev, Store: st, Checkpointer: e.Journal})
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("edge: listen on %s: %w", cfg.Node.Listen, err)
