@@ -47,6 +47,9 @@ type Result struct {
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
 	MeanBatch   float64 `json:"mean_batch,omitempty"`
+	Rate        int     `json:"rate,omitempty"`
+	Errors      int64   `json:"errors,omitempty"`
+	FirstError  string  `json:"first_error,omitempty"`
 }
 
 // Ratio is a comparison line between two results.

@@ -31,13 +31,9 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	var cs []int
-	for _, s := range strings.Split(*conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 4096 {
-			return usageErrorf("--concurrency: %q is not a count in 1..4096", s)
-		}
-		cs = append(cs, n)
+	cs, err := parseCounts(*conc)
+	if err != nil {
+		return err
 	}
 	if *dur <= 0 {
 		return usageErrorf("--duration must be positive")
@@ -45,19 +41,43 @@ func runBenchLedger(ctx context.Context, e *env, args []string) error {
 	if *body < 1 || *body > 512<<10 {
 		return usageErrorf("--body: want 1..%d bytes", 512<<10)
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	if err := bench.RunLedger(ctx, e.stdout, bench.LedgerOptions{Dir: *dir, Duration: *dur, Concurrency: cs, BodySize: *body, HotKeys: *hot}); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	return nil
+}
+
+// parseCounts parses a comma-separated list of concurrencies.
+func parseCounts(list string) ([]int, error) {
+	var cs []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 4096 {
+			return nil, usageErrorf("--concurrency: %q is not a count in 1..4096", s)
+		}
+		cs = append(cs, n)
+	}
+	return cs, nil
+}
+
+// startCPUProfile starts a CPU profile into path (none if path is empty)
+// and returns the function that stops it.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
