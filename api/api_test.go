@@ -472,12 +472,15 @@ func TestAuditCheckpoint(t *testing.T) {
 
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	h := newHarness(t, false)
-	missing, extra, err := h.srv.UndocumentedRoutes(OpenAPI)
+	// Routes of other packages (point of sale, doors, …) are documented but
+	// not served by this bare server; edge/edge_test.go checks the whole
+	// daemon in both directions.
+	missing, _, err := h.srv.UndocumentedRoutes(OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(missing) > 0 || len(extra) > 0 {
-		t.Fatalf("openapi.yaml out of date: undocumented routes %v, documented but not served %v", missing, extra)
+	if len(missing) > 0 {
+		t.Fatalf("openapi.yaml out of date: undocumented routes %v", missing)
 	}
 	if len(h.srv.Routes()) != 7 {
 		t.Fatalf("routes %v", h.srv.Routes())
