@@ -76,6 +76,11 @@ const (
 	TypeInvalidDoor      = typePrefix + "invalid-door"
 	TypeInvalidDirection = typePrefix + "invalid-direction"
 
+	// Auctions (package auctionapi).
+	TypeBidBelowIncrement = typePrefix + "bid-below-increment"
+	TypeBidBelowStart     = typePrefix + "bid-below-start-price"
+	TypeLotClosed         = typePrefix + "lot-closed"
+
 	TypeStoreUnavailable = typePrefix + "store-unavailable"
 	TypeTimeout          = typePrefix + "timeout"
 	TypeNotReady         = typePrefix + "not-ready"
@@ -135,6 +140,10 @@ var problemTypes = map[string]struct {
 	TypeTicketMissing:    {422, "The scanned ticket string is missing"},
 	TypeInvalidDoor:      {422, "The door name is missing or invalid"},
 	TypeInvalidDirection: {422, "The direction must be in or out"},
+
+	TypeBidBelowIncrement: {422, "The bid does not beat the high bid by the increment"},
+	TypeBidBelowStart:     {422, "The bid is below the lot's starting price"},
+	TypeLotClosed:         {409, "The lot is closed"},
 
 	TypeStoreUnavailable: {503, "Storage is unavailable"},
 	TypeTimeout:          {503, "The request ran out of time"},

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"canopy/api"
+	"canopy/auctionapi"
 	"canopy/auth"
 	"canopy/config"
 	"canopy/doorapi"
@@ -139,6 +140,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 		return nil, fmt.Errorf("edge: api: %w", err)
 	}
 	salesreport.Register(e.API, st, ev)
+	if err := auctionapi.Register(e.API, auctionapi.Deps{Event: ev, Node: enr.Node, Views: st, Clock: clock}); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	doorapi.Register(e.API, doorapi.Config{Event: ev.Slug, Tickets: verifier, Views: st})
 	if err := posapi.Register(e.API, posapi.Deps{Event: ev, Views: st, Clock: clock}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

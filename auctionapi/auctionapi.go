@@ -1,0 +1,234 @@
+// Package auctionapi serves the auction routes of an edge's device API:
+// opening lots, judging bids under a per-lot lock, closing lots, reading
+// them, and streaming each lot's accepted bids to watchers as server-sent
+// events.
+package auctionapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"canopy/api"
+	"canopy/auction"
+	"canopy/auth"
+	"canopy/ledger"
+	"canopy/store"
+)
+
+// Views reads the auction view. A store.Store is one. View returns an
+// error wrapping store.ErrNotFound for a row that does not exist.
+type Views interface {
+	View(ctx context.Context, event, view, key string) ([]byte, error)
+	ViewRows(ctx context.Context, event, view string) ([]store.ViewRow, error)
+}
+
+// Deps is what the routes need from the node.
+type Deps struct {
+	Event *auth.Event   // the event this node serves (slug, currency, time zone)
+	Node  ledger.NodeID // this node: the home of every lot opened here
+	Views Views
+	Clock ledger.Clock // nil: ledger.SystemClock{}; judges bids and closes
+	// Heartbeat is the interval of SSE comment lines; 0: DefaultHeartbeat.
+	Heartbeat time.Duration
+	// Buffer is how many events a watcher may fall behind before it is
+	// disconnected; 0: DefaultBuffer.
+	Buffer int
+	// WriteTimeout bounds one write to a watcher; 0: DefaultWriteTimeout.
+	WriteTimeout time.Duration
+}
+
+// Defaults for zero Deps fields.
+const (
+	DefaultHeartbeat    = 15 * time.Second
+	DefaultBuffer       = 1024
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// Limits on what a lot may ask for.
+const (
+	MaxAmount      = 1_000_000_000_000 // minor units
+	MaxTitleLen    = 200               // characters
+	MaxIDLen       = 64
+	MaxPaddleLen   = 64
+	MaxDuration    = 7 * 24 * time.Hour
+	MaxSoftCloseS  = 3600
+	MaxExtendS     = 3600
+	idRandomDigits = 8
+)
+
+// Roles of the routes.
+var (
+	rolesOpen  = []auth.Role{auth.RoleAuctioneer, auth.RoleOrganizer}
+	rolesRead  = []auth.Role{auth.RoleAuctioneer, auth.RoleBidder, auth.RoleOrganizer, auth.RoleAdmin}
+	rolesBid   = []auth.Role{auth.RoleBidder, auth.RoleAuctioneer}
+	rolesClose = []auth.Role{auth.RoleAuctioneer, auth.RoleOrganizer}
+)
+
+// Register adds the auction routes to s.
+func Register(s *api.Server, d Deps) error {
+	if d.Event == nil || d.Views == nil {
+		return errors.New("auctionapi: Deps needs Event and Views")
+	}
+	if d.Node == (ledger.NodeID{}) {
+		return errors.New("auctionapi: Deps needs the node id")
+	}
+	loc, err := time.LoadLocation(d.Event.TimeZone)
+	if err != nil {
+		return fmt.Errorf("auctionapi: event time zone %q: %w", d.Event.TimeZone, err)
+	}
+	if d.Clock == nil {
+		d.Clock = ledger.SystemClock{}
+	}
+	if d.Heartbeat <= 0 {
+		d.Heartbeat = DefaultHeartbeat
+	}
+	if d.Buffer <= 0 {
+		d.Buffer = DefaultBuffer
+	}
+	if d.WriteTimeout <= 0 {
+		d.WriteTimeout = DefaultWriteTimeout
+	}
+	h := &handler{deps: d, loc: loc, rand: rand.Reader, broker: newBroker(d.Buffer)}
+	h.register(s)
+	return nil
+}
+
+type handler struct {
+	deps   Deps
+	loc    *time.Location
+	broker *broker
+
+	randMu sync.Mutex
+	rand   io.Reader
+
+	openMu sync.Mutex // serializes lot openings (the id check and append)
+	locks  keyedMutex // per lot: judging and appending
+}
+
+func (h *handler) register(s *api.Server) {
+	api.HandleMutation(s, api.MutationRoute[LotRequest]{
+		Pattern: "POST /v1/lots",
+		Roles:   rolesOpen,
+		Lock: func(*http.Request) (func(), error) {
+			h.openMu.Lock()
+			return h.openMu.Unlock, nil
+		},
+		Prepare: h.prepareOpen,
+		Render:  h.renderOpen,
+	})
+	api.HandleMutation(s, api.MutationRoute[BidRequest]{
+		Pattern: "POST /v1/lots/{id}/bids",
+		Roles:   rolesBid,
+		Lock:    h.lockLot,
+		Prepare: h.prepareBid,
+		Render:  h.renderBid,
+	})
+	api.HandleMutation(s, api.MutationRoute[CloseRequest]{
+		Pattern:   "POST /v1/lots/{id}/close",
+		Roles:     rolesClose,
+		EmptyBody: true,
+		Lock:      h.lockLot,
+		Prepare:   h.prepareClose,
+		Render:    h.renderClose,
+	})
+	s.Handle(api.Route{Pattern: "GET /v1/lots", Roles: rolesRead, Handler: h.list})
+	s.Handle(api.Route{Pattern: "GET /v1/lots/{id}", Roles: rolesRead, Handler: h.get})
+	s.Handle(api.Route{Pattern: "GET /v1/lots/{id}/events", Roles: rolesRead, Handler: h.events})
+}
+
+func (h *handler) lockLot(r *http.Request) (func(), error) {
+	return h.locks.lock(r.Context(), r.PathValue("id"))
+}
+
+func (h *handler) nowMs() int64 { return h.deps.Clock.Now().UnixMilli() }
+
+// row reads a lot's row; a lot that was never opened is a 404 problem.
+func (h *handler) row(ctx context.Context, id string) (*auction.Row, error) {
+	if err := checkID(id); err != nil {
+		return nil, api.NotFound("no lot %q: %s", id, err.Error())
+	}
+	b, err := h.deps.Views.View(ctx, h.deps.Event.Slug, auction.View, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unknownLot(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auctionapi: read lot %q: %w", id, err)
+	}
+	var row auction.Row
+	if err := json.Unmarshal(b, &row); err != nil {
+		return nil, fmt.Errorf("auctionapi: lot %q row: %w", id, err)
+	}
+	if row.Lot == nil {
+		return nil, unknownLot(id)
+	}
+	return &row, nil
+}
+
+func unknownLot(id string) *api.Problem {
+	p := api.NotFound("no lot %q has been opened on this node", id)
+	p.Extensions = map[string]any{"reason": auction.ReasonUnknownLot, "lot": id}
+	return p
+}
+
+// newID returns a time-ordered id: prefix, 12 hex digits of Unix
+// milliseconds, "_", 8 random hex digits.
+func (h *handler) newID(prefix string) (string, error) {
+	var b [4]byte
+	h.randMu.Lock()
+	_, err := io.ReadFull(h.rand, b[:])
+	h.randMu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("auctionapi: random id: %w", err)
+	}
+	ms := max(h.nowMs(), 0)
+	return fmt.Sprintf("%s-%012x_%0*x", prefix, ms&0xffffffffffff, idRandomDigits, binary.BigEndian.Uint32(b[:])), nil
+}
+
+// keyedMutex holds one lock per key, dropped when nobody holds or waits.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	ch    chan struct{}
+	users int
+}
+
+func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		l.users--
+		if l.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-l.ch; release() }) }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}
