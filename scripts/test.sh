@@ -20,6 +20,12 @@ if [ "$(id -u)" != 0 ]; then
   echo "note: not root; the full-disk tests mount a tmpfs and need root (CI runs as root)" >&2
 fi
 
+step "postgres"  # a throwaway server for store/postgres; stopped and deleted on exit
+trap '[ -z "${CANOPY_PG_DIR:-}" ] || ./scripts/postgres.sh stop' EXIT
+trap 'exit 130' INT TERM
+pg_env=$(./scripts/postgres.sh start)
+eval "$pg_env"
+
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
