@@ -244,7 +244,7 @@ func TestSaleFlow(t *testing.T) {
 	}
 	var body struct {
 		Receipt struct {
-			Payments []json.RawMessage `json:"payments"`
+			Payments []json.RawMessage     `json:"payments"`
 			Totals   struct{ Total int64 } `json:"totals"`
 		} `json:"receipt"`
 	}
@@ -363,7 +363,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"discount above items", "POST", "/v1/orders", f.pos, `{"lines":[{"sku":"crepe-sugar","qty":1}],"discount":{"amount":451,"reason":"x"}}`, nil, 422, api.TypeAmountOutOfRange},
 		{"oversized body", "POST", "/v1/orders", f.pos, `{"lines":[{"sku":"crepe-sugar","qty":1}],"vendor":"` + strings.Repeat("x", 2<<20) + `"}`, nil, 413, api.TypeBodyTooLarge},
 		{"card number in body", "POST", "/v1/orders", f.pos, `{"lines":[{"sku":"crepe-sugar","qty":1}],"customer":{"name":"` + pan + `"}}`, nil, 422, api.TypeCardNumberRefused},
-		{"card number escaped", "POST", "/v1/orders", f.pos, `{"lines":[{"sku":"crepe-sugar","qty":1}],"customer":{"phone":"\u0034`+strings.Repeat("1", 15)+`"}}`, nil, 422, api.TypeCardNumberRefused},
+		{"card number escaped", "POST", "/v1/orders", f.pos, `{"lines":[{"sku":"crepe-sugar","qty":1}],"customer":{"phone":"\u0034` + strings.Repeat("1", 15) + `"}}`, nil, 422, api.TypeCardNumberRefused},
 		{"card number in reference", "POST", "/v1/orders/" + open.ID + "/payments", f.pos, `{"method":"card","amount":100,"reference":"` + pan + `"}`, nil, 422, api.TypeCardNumberRefused},
 		{"card number in query", "GET", "/v1/orders?after=4111111111111111", f.pos, "", nil, 422, api.TypeCardNumberRefused},
 		{"card number as key", "POST", "/v1/orders", f.pos, `{"lines":[{"sku":"crepe-sugar","qty":1}]}`, []string{"Idempotency-Key", "4111-1111-1111-1111"}, 422, api.TypeCardNumberRefused},
