@@ -160,13 +160,6 @@ func (b *broker) publish(lot string, m message) {
 	}
 }
 
-// watchers returns how many watchers a lot has (for tests and metrics).
-func (b *broker) watchers(lot string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.subs[lot])
-}
-
 // replay rebuilds, from a lot's row, the messages of this node's entries
 // after seq: accepted bids (with the extensions they caused) and the
 // auctioneer's close.
