@@ -19,6 +19,7 @@ import (
 
 	"canopy/auth"
 	"canopy/edge"
+	"canopy/internal/apicontract"
 	"canopy/internal/testutil"
 	"canopy/journal"
 	"canopy/ledger"
@@ -452,6 +453,57 @@ func TestVerifyFailures(t *testing.T) {
 	upper := bytes.Replace(orig, []byte(base.Entry.Hash.String()), []byte(strings.ToUpper(base.Entry.Hash.String())), 1)
 	if _, err := receipt.Verify(upper, f.ev.Event, receipt.Options{}); err == nil || !strings.Contains(err.Error(), "canonical") {
 		t.Fatalf("upper-case hash: %v", err)
+	}
+}
+
+// TestReceiptRouteContract checks every answer of GET /v1/receipts/{id}
+// against the OpenAPI document the edge serves (kin-openapi, through
+// internal/apicontract) and that each documented status but 503 (a store
+// that cannot be read) is produced.
+func TestReceiptRouteContract(t *testing.T) {
+	f := newFixture(t)
+	f.paidOrder(t, "o-7007", "v-tacos", "Taco")
+	spec := get(t, f.e.URL()+"/v1/openapi.yaml", "", "")
+	c, err := apicontract.New(spec.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := c.Client()
+	do := func(id, token, accept string, want int) {
+		t.Helper()
+		req, err := http.NewRequest("GET", f.e.URL()+"/v1/receipts/"+id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Fatalf("GET %s (%q): %d, want %d", id, accept, res.StatusCode, want)
+		}
+	}
+	for _, accept := range []string{"", "application/json", "text/plain", "text/html"} {
+		do("o-7007", f.org, accept, 200)
+	}
+	do("o-7007", f.ev.ValidToken(t, auth.RolePOS), "", 200)
+	do("o-7007", "", "", 401)
+	do("o-7007", f.ev.ValidToken(t, auth.RoleDoor), "", 403)
+	do("o-none", f.org, "", 404)
+	for _, err := range c.Errors() {
+		t.Error(err)
+	}
+	for _, m := range c.Missing() {
+		if strings.HasPrefix(m, "GET /v1/receipts/{id} ") && m != "GET /v1/receipts/{id} 503" {
+			t.Errorf("not exercised: %s", m)
+		}
 	}
 }
 
