@@ -81,14 +81,12 @@ func TestPriceTimeWinner(t *testing.T) {
 			amount int64
 			intent bool
 		}
-		var bids []bid
 		for i, n := 0, rapid.IntRange(0, 25).Draw(t, "n"); i < n; i++ {
 			b := bid{
 				wall:   int64(rapid.IntRange(1001, 2400).Draw(t, "wall")),
 				amount: int64(rapid.IntRange(9, 40).Draw(t, "amount")) * 10,
 				intent: rapid.IntRange(0, 4).Draw(t, "intent") == 0,
 			}
-			bids = append(bids, b)
 			a := home
 			if b.intent {
 				a = away
