@@ -111,6 +111,7 @@ type handler struct {
 
 	openMu sync.Mutex // serializes lot openings (the id check and append)
 	locks  keyedMutex // per lot: judging and appending
+	judged judgeCache // per lot: what judging needs, under the lot lock
 }
 
 func (h *handler) register(s *api.Server) {
@@ -230,5 +231,66 @@ func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
 	case <-ctx.Done():
 		release()
 		return nil, ctx.Err()
+	}
+}
+
+// judgeState is what judging a lot's next bid needs, kept in memory so a
+// bid does not decode the lot's whole history. It is read and changed only
+// under the lot's lock: loaded from the view on first use, then advanced by
+// this node's own accepted bids and closes (seq guards against replays of
+// older entries). Entries that reach the lot by sync (a later issue) must
+// drop it with forget.
+type judgeState struct {
+	row auction.Row // Lot, High (amount and paddle), ClosesAt, Closed; no Bids
+	seq uint64      // the last entry of this node folded in
+}
+
+type judgeCache struct {
+	mu sync.Mutex
+	m  map[string]*judgeState
+}
+
+func (c *judgeCache) get(id string) *judgeState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
+
+func (c *judgeCache) put(id string, s *judgeState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*judgeState{}
+	}
+	c.m[id] = s
+}
+
+// judgeRow returns the lot's judging state; the caller holds the lot lock.
+func (h *handler) judgeRow(ctx context.Context, id string) (*judgeState, error) {
+	if s := h.judged.get(id); s != nil {
+		return s, nil
+	}
+	row, err := h.row(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s := &judgeState{row: *row, seq: h.lastSeq(row)}
+	if row.High != nil {
+		high := *row.High
+		s.row.High = &high
+	}
+	s.row.Bids = nil
+	h.judged.put(id, s)
+	return s, nil
+}
+
+// advance applies change to a lot's cached state if this node's entry seq
+// is newer than what it holds (a replayed response's older entry is not).
+func (c *judgeCache) advance(id string, node, self ledger.NodeID, seq uint64, change func(*judgeState)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.m[id]; s != nil && node == self && seq > s.seq {
+		s.seq = seq
+		change(s)
 	}
 }

@@ -100,10 +100,11 @@ func (h *handler) prepareBid(r *http.Request, req *BidRequest) (api.Mutation, er
 		return api.Mutation{}, err
 	}
 	id := r.PathValue("id")
-	row, err := h.row(r.Context(), id)
+	st, err := h.judgeRow(r.Context(), id)
 	if err != nil {
 		return api.Mutation{}, err
 	}
+	row := &st.row
 	now := h.nowMs()
 	if ok, reason := row.Judge(*req.Amount, now); !ok {
 		return api.Mutation{}, h.refusal(row, reason, *req.Amount, now)
@@ -180,6 +181,11 @@ func (h *handler) renderBid(e *ledger.Entry) (int, any, error) {
 		resp.Reason, resp.High, resp.Minimum = auction.ReasonClosed, 0, 0
 		return http.StatusConflict, resp, nil
 	}
+	// The first render runs under the lot lock right after the append.
+	h.judged.advance(b.Lot, e.Node, h.deps.Node, e.Seq, func(st *judgeState) {
+		st.row.ClosesAt = closesAt
+		st.row.High = &auction.BidFact{Fact: auction.Fact{Entry: e.Ref(), HLC: e.HLC}, Bid: b.Bid, Accepted: true}
+	})
 	h.broker.publish(b.Lot, h.bidMessage(e.Ref(), e.HLC, &b.Bid, b.Judged.Increment, b.Judged.ClosesAt, closesAt, h.deps.Clock.Now()))
 	return http.StatusCreated, resp, nil
 }
@@ -212,6 +218,9 @@ func (h *handler) renderClose(e *ledger.Entry) (int, any, error) {
 		resp.Winner, resp.Price = &b.Winner, &b.Price
 	}
 	ref := e.Ref()
+	h.judged.advance(b.Lot, e.Node, h.deps.Node, e.Seq, func(st *judgeState) {
+		st.row.Closed = &auction.Fact{Entry: ref, HLC: e.HLC}
+	})
 	h.broker.publish(b.Lot, closedMessage(ref.Seq, ClosedEvent{Lot: b.Lot, By: closedByAuctioneer, Sold: resp.Sold, Winner: resp.Winner, Price: resp.Price, Entry: &ref}))
 	return http.StatusOK, resp, nil
 }
