@@ -42,12 +42,12 @@ func fold(t *rapid.T, es []store.Stored) (auction.Row, []byte) {
 			continue
 		}
 		seen[s.Hash] = true
-		out, err := set.Apply(context.Background(), func(_ context.Context, _, key string) ([]byte, error) {
+		out, err := set.Apply(context.Background(), views.ReadEach(func(_ context.Context, _, key string) ([]byte, error) {
 			if v, ok := rows[key]; ok {
 				return v, nil
 			}
 			return nil, store.ErrNotFound
-		}, []store.Stored{s})
+		}), []store.Stored{s})
 		if err != nil {
 			t.Fatal(err)
 		}

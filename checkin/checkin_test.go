@@ -49,12 +49,12 @@ func (h *harness) apply(t *rapid.T, s store.Stored) {
 		return
 	}
 	h.seen[s.Hash] = true
-	out, err := h.set.Apply(context.Background(), func(_ context.Context, view, key string) ([]byte, error) {
+	out, err := h.set.Apply(context.Background(), views.ReadEach(func(_ context.Context, view, key string) ([]byte, error) {
 		if v, ok := h.rows[key]; ok {
 			return v, nil
 		}
 		return nil, store.ErrNotFound
-	}, []store.Stored{s})
+	}), []store.Stored{s})
 	if err != nil {
 		t.Fatal(err)
 	}

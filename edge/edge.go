@@ -26,6 +26,7 @@ import (
 	"canopy/journal"
 	"canopy/ledger"
 	"canopy/posapi"
+	"canopy/receipt"
 	"canopy/revocation"
 	"canopy/salesreport"
 	"canopy/store"
@@ -140,11 +141,12 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 		return nil, fmt.Errorf("edge: api: %w", err)
 	}
 	salesreport.Register(e.API, st, ev)
-	if err := auctionapi.Register(e.API, auctionapi.Deps{Event: ev, Node: enr.Node, Views: st, Clock: clock}); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
-	}
 	doorapi.Register(e.API, doorapi.Config{Event: ev.Slug, Tickets: verifier, Views: st})
 	if err := posapi.Register(e.API, posapi.Deps{Event: ev, Views: st, Clock: clock}); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	receipt.Register(e.API, receipt.Deps{Event: ev, Store: st, Checkpointer: e.Journal})
+	if err := auctionapi.Register(e.API, auctionapi.Deps{Event: ev, Node: enr.Node, Views: st, Clock: clock}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)

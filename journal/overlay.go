@@ -71,19 +71,34 @@ func (o *overlay) clear() {
 	o.mu.Unlock()
 }
 
-// viewReader reads a row from the overlay, else from the store.
-func (o *overlay) viewReader(j *Journal) func(ctx context.Context, view, key string) ([]byte, error) {
-	return func(ctx context.Context, view, key string) ([]byte, error) {
+// viewReader reads rows from the overlay, and the rest from the store in
+// one round trip.
+func (o *overlay) viewReader(j *Journal) func(ctx context.Context, keys []store.ViewKey) ([][]byte, error) {
+	return func(ctx context.Context, keys []store.ViewKey) ([][]byte, error) {
+		out := make([][]byte, len(keys))
+		var missing []store.ViewKey
+		var at []int
 		o.mu.Lock()
-		v, ok := o.views[viewKey{view, key}]
-		o.mu.Unlock()
-		if ok {
-			if v.value == nil {
-				return nil, store.ErrNotFound
+		for i, k := range keys {
+			if v, ok := o.views[viewKey{k.View, k.Key}]; ok {
+				out[i] = v.value
+				continue
 			}
-			return v.value, nil
+			missing = append(missing, k)
+			at = append(at, i)
 		}
-		return j.cfg.Store.View(ctx, j.cfg.Event, view, key)
+		o.mu.Unlock()
+		if len(missing) == 0 {
+			return out, nil
+		}
+		vals, err := j.cfg.Store.ReadViews(ctx, j.cfg.Event, missing)
+		if err != nil {
+			return nil, err
+		}
+		for n, i := range at {
+			out[i] = vals[n]
+		}
+		return out, nil
 	}
 }
 

@@ -105,7 +105,7 @@ func node(t *rapid.T, set *views.Set, arrivals []store.Stored) (rows map[string]
 			continue
 		}
 		seen[s.Hash] = true
-		out, err := set.Apply(context.Background(), read, []store.Stored{s})
+		out, err := set.Apply(context.Background(), views.ReadEach(read), []store.Stored{s})
 		if err != nil {
 			t.Fatal(err)
 		}

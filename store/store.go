@@ -53,6 +53,12 @@ type ViewRow struct {
 	Value []byte
 }
 
+// ViewKey names one view row.
+type ViewKey struct {
+	View string
+	Key  string
+}
+
 // Checkpoint is a signed checkpoint of one author's log.
 type Checkpoint struct {
 	Node ledger.NodeID
@@ -124,6 +130,15 @@ type Store interface {
 
 	// ViewRows returns every row of a view, sorted by key.
 	ViewRows(ctx context.Context, event, view string) ([]ViewRow, error)
+
+	// ViewPage returns at most limit rows of a view whose key sorts after
+	// after (byte-wise), sorted by key: a page of a listing.
+	ViewPage(ctx context.Context, event, view, after string, limit int) ([]ViewRow, error)
+
+	// ReadViews returns the values of many rows in one round trip, in the
+	// order of keys; a row that does not exist is nil (an existing empty
+	// row is a non-nil empty slice).
+	ReadViews(ctx context.Context, event string, keys []ViewKey) ([][]byte, error)
 
 	// ReplaceViews deletes every view row of the event and writes rows in
 	// one transaction (used when views are rebuilt from entries).

@@ -56,35 +56,76 @@ func Default() *Set {
 	return s
 }
 
-// ReadFunc returns the current value of a row, or an error wrapping
-// store.ErrNotFound when it does not exist.
-type ReadFunc func(ctx context.Context, view, key string) ([]byte, error)
+// ReadFunc returns the current values of many rows at once, in the order
+// asked; a row that does not exist is nil.
+type ReadFunc func(ctx context.Context, keys []store.ViewKey) ([][]byte, error)
+
+// ReadEach adapts a one-row reader (which returns an error wrapping
+// store.ErrNotFound for a missing row) to a ReadFunc.
+func ReadEach(one func(ctx context.Context, view, key string) ([]byte, error)) ReadFunc {
+	return func(ctx context.Context, keys []store.ViewKey) ([][]byte, error) {
+		out := make([][]byte, len(keys))
+		for i, k := range keys {
+			v, err := one(ctx, k.View, k.Key)
+			switch {
+			case err == nil:
+				out[i] = v
+			case !isNotFound(err):
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+}
 
 // Apply folds entries, in the order given, into the rows they affect and
 // returns the changed rows (one per row, its final value), sorted by view and
-// key. Rows are read through read the first time they are touched.
+// key. Every row the entries touch is read with one call of read.
 func (s *Set) Apply(ctx context.Context, read ReadFunc, entries []store.Stored) ([]store.ViewRow, error) {
-	type rowID struct{ view, key string }
-	cur := map[rowID][]byte{}
+	type touch struct {
+		r   Reducer
+		key store.ViewKey
+		e   store.Stored
+	}
+	var steps []touch
+	var keys []store.ViewKey
+	seen := map[store.ViewKey]bool{}
 	for _, e := range entries {
 		for _, r := range s.reducers {
 			for _, key := range r.Rows(e) {
-				id := rowID{r.View(), key}
-				v, loaded := cur[id]
-				if !loaded {
-					var err error
-					v, err = read(ctx, id.view, id.key)
-					if err != nil && !isNotFound(err) {
-						return nil, fmt.Errorf("views: read %s/%s: %w", id.view, id.key, err)
-					}
+				k := store.ViewKey{View: r.View(), Key: key}
+				steps = append(steps, touch{r, k, e})
+				if !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
 				}
-				cur[id] = r.Fold(v, key, e)
 			}
 		}
 	}
-	rows := make([]store.ViewRow, 0, len(cur))
-	for id, v := range cur {
-		rows = append(rows, store.ViewRow{View: id.view, Key: id.key, Value: v})
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	vals, err := read(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("views: read %d rows: %w", len(keys), err)
+	}
+	if len(vals) != len(keys) {
+		return nil, fmt.Errorf("views: read %d rows, got %d values", len(keys), len(vals))
+	}
+	cur := make(map[store.ViewKey][]byte, len(keys))
+	for i, k := range keys {
+		cur[k] = vals[i]
+	}
+	for _, st := range steps {
+		cur[st.key] = st.r.Fold(cur[st.key], st.key.Key, st.e)
+	}
+	rows := make([]store.ViewRow, 0, len(keys))
+	for i, k := range keys {
+		v := cur[k]
+		if (v == nil) == (vals[i] == nil) && bytes.Equal(v, vals[i]) {
+			continue // unchanged: nothing to write
+		}
+		rows = append(rows, store.ViewRow{View: k.View, Key: k.Key, Value: v})
 	}
 	sortRows(rows)
 	return rows, nil

@@ -49,7 +49,7 @@ func fold(set *views.Set, es []store.Stored) []store.ViewRow {
 		return nil, store.ErrNotFound
 	}
 	for _, e := range es {
-		out, err := set.Apply(context.Background(), read, []store.Stored{e})
+		out, err := set.Apply(context.Background(), views.ReadEach(read), []store.Stored{e})
 		if err != nil {
 			panic(err)
 		}

@@ -352,3 +352,77 @@ func (s *Store) ViewRows(ctx context.Context, event, view string) ([]store.ViewR
 	}
 	return out, nil
 }
+
+// ViewPage implements store.Store.
+func (s *Store) ViewPage(ctx context.Context, event, view, after string, limit int) ([]store.ViewRow, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT key, value FROM canopy.views WHERE event = $1 AND view = $2 AND key > $3 ORDER BY key LIMIT $4`,
+		[]byte(event), []byte(view), []byte(after), limit)
+	if err != nil {
+		return nil, classify("view page", err)
+	}
+	defer rows.Close()
+	var out []store.ViewRow
+	for rows.Next() {
+		var key, v []byte
+		if err := rows.Scan(&key, &v); err != nil {
+			return nil, classify("view page", err)
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		out = append(out, store.ViewRow{View: view, Key: string(key), Value: v})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("view page", err)
+	}
+	return out, nil
+}
+
+// ReadViews implements store.Store.
+func (s *Store) ReadViews(ctx context.Context, event string, keys []store.ViewKey) ([][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	viewsCol := make([][]byte, len(keys))
+	keysCol := make([][]byte, len(keys))
+	at := make(map[store.ViewKey][]int, len(keys))
+	for i, k := range keys {
+		viewsCol[i], keysCol[i] = []byte(k.View), []byte(k.Key)
+		at[k] = append(at[k], i)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT v.view, v.key, v.value FROM canopy.views v
+		JOIN unnest($2::bytea[], $3::bytea[]) AS w(view, key) ON v.view = w.view AND v.key = w.key
+		WHERE v.event = $1`, []byte(event), viewsCol, keysCol)
+	if err != nil {
+		return nil, classify("read views", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var view, key, v []byte
+		if err := rows.Scan(&view, &key, &v); err != nil {
+			return nil, classify("read views", err)
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		for _, i := range at[store.ViewKey{View: string(view), Key: string(key)}] {
+			out[i] = v
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("read views", err)
+	}
+	return out, nil
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"canopy/ledger"
 	"canopy/store"
@@ -331,6 +332,94 @@ func (s *Store) ViewRows(ctx context.Context, event, view string) ([]store.ViewR
 	}
 	if err := rows.Err(); err != nil {
 		return nil, classify("view rows", err)
+	}
+	return out, nil
+}
+
+// ViewPage implements store.Store.
+func (s *Store) ViewPage(ctx context.Context, event, view, after string, limit int) ([]store.ViewRow, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT key, value FROM views WHERE event = ? AND view = ? AND key > ? ORDER BY key LIMIT ?`,
+		event, view, after, limit)
+	if err != nil {
+		return nil, classify("view page", err)
+	}
+	defer rows.Close()
+	var out []store.ViewRow
+	for rows.Next() {
+		var key string
+		var v []byte
+		if err := rows.Scan(&key, &v); err != nil {
+			return nil, classify("view page", err)
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		out = append(out, store.ViewRow{View: view, Key: key, Value: v})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("view page", err)
+	}
+	return out, nil
+}
+
+// readViewsChunk bounds the rows one ReadViews statement asks for.
+const readViewsChunk = 200
+
+// ReadViews implements store.Store.
+func (s *Store) ReadViews(ctx context.Context, event string, keys []store.ViewKey) ([][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	out := make([][]byte, len(keys))
+	at := make(map[store.ViewKey][]int, len(keys))
+	for i, k := range keys {
+		at[k] = append(at[k], i)
+	}
+	for start := 0; start < len(keys); start += readViewsChunk {
+		chunk := keys[start:min(len(keys), start+readViewsChunk)]
+		var q strings.Builder
+		q.WriteString(`SELECT view, key, value FROM views WHERE event = ? AND (view, key) IN (VALUES `)
+		args := make([]any, 0, 1+2*len(chunk))
+		args = append(args, event)
+		for i, k := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?)")
+			args = append(args, k.View, k.Key)
+		}
+		q.WriteString(")")
+		rows, err := s.r.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return nil, classify("read views", err)
+		}
+		for rows.Next() {
+			var k store.ViewKey
+			var v []byte
+			if err := rows.Scan(&k.View, &k.Key, &v); err != nil {
+				rows.Close()
+				return nil, classify("read views", err)
+			}
+			if v == nil {
+				v = []byte{}
+			}
+			for _, i := range at[k] {
+				out[i] = v
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, classify("read views", err)
+		}
 	}
 	return out, nil
 }

@@ -187,6 +187,60 @@ func (s *suite) testViews(t *testing.T) {
 		}
 	}
 	checkView(t, st, "other", "orders", row("orders", "a", "other event"))
+
+	// Pages: keys after the cursor, sorted byte-wise, at most limit.
+	page := func(after string, limit int, want ...string) {
+		t.Helper()
+		got, err := st.ViewPage(ctx, "ev", "orders", after, limit)
+		if err != nil {
+			t.Fatalf("ViewPage(%q, %d): %v", after, limit, err)
+		}
+		var keys []string
+		for _, r := range got {
+			keys = append(keys, r.Key)
+			if r.View != "orders" || r.Value == nil {
+				t.Fatalf("ViewPage(%q, %d) row %+v", after, limit, r)
+			}
+		}
+		if fmt.Sprint(keys) != fmt.Sprint(want) {
+			t.Fatalf("ViewPage(%q, %d) = %v, want %v", after, limit, keys, want)
+		}
+	}
+	page("", 2, "B", "a")
+	page("a", 2, "b", "bin")
+	page("bin", 10, "d", "empty")
+	page("empty", 10)
+	page("", 0)
+
+	// Many rows at once, in the order asked, nil for missing ones,
+	// duplicates answered twice, other events not seen.
+	keys := []store.ViewKey{{View: "orders", Key: "d"}, {View: "stock", Key: "x"}, {View: "orders", Key: "c"},
+		{View: "orders", Key: "empty"}, {View: "orders", Key: "d"}, {View: "lots", Key: "a"}}
+	for i := 0; i < 450; i++ { // more than one chunk of an implementation's IN list
+		keys = append(keys, store.ViewKey{View: "orders", Key: fmt.Sprintf("missing-%d", i)})
+	}
+	vals, err := st.ReadViews(ctx, "ev", keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vals) != len(keys) {
+		t.Fatalf("ReadViews returned %d values for %d keys", len(vals), len(keys))
+	}
+	want := []string{"second", "10", "", "", "second", ""}
+	for i, w := range want {
+		missing := i == 2 || i == 5
+		if missing != (vals[i] == nil) || string(vals[i]) != w {
+			t.Fatalf("ReadViews[%d] (%v) = %q (nil %v), want %q (missing %v)", i, keys[i], vals[i], vals[i] == nil, w, missing)
+		}
+	}
+	for i := len(want); i < len(keys); i++ {
+		if vals[i] != nil {
+			t.Fatalf("ReadViews[%d] of a missing row = %q", i, vals[i])
+		}
+	}
+	if vals, err := st.ReadViews(ctx, "ev", nil); err != nil || len(vals) != 0 {
+		t.Fatalf("ReadViews(nil) = %v, %v", vals, err)
+	}
 }
 
 func (s *suite) testReplaceViews(t *testing.T) {
