@@ -76,22 +76,26 @@ type request struct {
 	ctx       context.Context
 	kind, key string
 	body      []byte
-	enqueued  time.Time
-	done      chan result
+	// ingest, when set, holds other authors' entries to store instead of
+	// a new entry of this node.
+	ingest   []store.Stored
+	enqueued time.Time
+	done     chan result
 }
 
 type result struct {
-	entry *ledger.Entry
+	entry *ledger.Entry // an append's new entry
+	added int           // an ingest's count of entries stored
 	err   error
 }
 
 type batch struct {
 	gen     uint64
 	tag     uint64
-	reqs    []*request
-	entries []*ledger.Entry
+	reqs    []*request // in order; results[i] answers reqs[i] once committed
+	results []result
+	lastOwn uint64 // highest seq of this node's entries in the batch (0: none)
 	b       store.Batch
-	built   time.Time
 }
 
 // Open loads the node's head from the store and starts the writer.
@@ -279,7 +283,7 @@ func (j *Journal) resetIfFailed() error {
 }
 
 // buildOrUndo builds a batch; if that fails it restores the head and drops
-// what the partial batch put in the overlay.
+// what the partial batch put in the overlay (other authors' heads included).
 func (j *Journal) buildOrUndo(tag uint64, reqs []*request) (*batch, error) {
 	seq, prev := j.seq, j.prev
 	b, err := j.build(tag, reqs)
@@ -307,19 +311,29 @@ func failAll(reqs []*request, err error) {
 	}
 }
 
-// build assigns seq, prev and HLC to each request, signs the entries and
-// derives their tree hashes and view rows.
+// build assigns seq, prev and HLC to each append, signs the entries,
+// checks that ingested entries continue their authors' logs, and derives the
+// tree hashes and view rows of all of them. Requests whose context is done
+// are answered at once and left out. It does not mutate reqs.
 func (j *Journal) build(tag uint64, reqs []*request) (*batch, error) {
-	b := &batch{gen: j.gen, tag: tag, reqs: reqs, built: time.Now()}
+	b := &batch{gen: j.gen, tag: tag}
 	b.b.Event = j.cfg.Event
-	stored := make([]store.Stored, 0, len(reqs))
-	live := reqs[:0]
+	var stored []store.Stored
+	var gone []*request
 	for _, r := range reqs {
 		if r.ctx.Err() != nil {
-			r.done <- result{err: r.ctx.Err()}
+			gone = append(gone, r)
 			continue
 		}
-		live = append(live, r)
+		if r.ingest != nil {
+			res, err := j.buildIngest(tag, b, r.ingest, &stored)
+			if err != nil {
+				return nil, err
+			}
+			b.reqs = append(b.reqs, r)
+			b.results = append(b.results, res)
+			continue
+		}
 		e := &ledger.Entry{
 			Event: j.cfg.Event,
 			Seq:   j.seq + 1,
@@ -330,41 +344,86 @@ func (j *Journal) build(tag uint64, reqs []*request) (*batch, error) {
 			Body:  r.body,
 		}
 		if err := e.Sign(j.cfg.Key); err != nil {
-			// Validated in Append; unreachable unless the key is bad.
-			r.done <- result{err: err}
-			live = live[:len(live)-1]
-			continue
+			return nil, fmt.Errorf("journal: sign: %w", err) // validated in Append: a bad key
 		}
 		h := e.Hash()
-		hashes, err := tlog.StoredHashesForRecordHash(int64(e.Seq-1), tlog.RecordHash(h[:]), j.ov.treeReader(j))
-		if err != nil {
-			return nil, fmt.Errorf("journal: tree hashes for seq %d: %w", e.Seq, err)
-		}
-		base := tlog.StoredHashCount(int64(e.Seq - 1))
-		for i, th := range hashes {
-			t := store.TreeHash{Node: j.node, Index: base + int64(i), Hash: ledger.Hash(th)}
-			b.b.TreeHashes = append(b.b.TreeHashes, t)
-			j.ov.putTree(t.Index, t.Hash, tag)
+		if err := j.addTreeHashes(tag, b, j.node, e.Seq, h); err != nil {
+			return nil, err
 		}
 		j.seq, j.prev = e.Seq, h
-		b.entries = append(b.entries, e)
+		b.lastOwn = e.Seq
+		b.reqs = append(b.reqs, r)
+		b.results = append(b.results, result{entry: e})
 		stored = append(stored, store.Stored{Entry: e, Hash: h})
 	}
-	b.reqs = live
 	b.b.Entries = stored
-	if len(stored) == 0 {
-		b.b.TreeHashes = nil
-		return b, nil
+	if len(stored) > 0 {
+		rows, err := j.cfg.Views.Apply(context.Background(), j.ov.viewReader(j), stored)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			j.ov.putView(r.View, r.Key, r.Value, tag)
+		}
+		b.b.Views = rows
 	}
-	rows, err := j.cfg.Views.Apply(context.Background(), j.ov.viewReader(j), stored)
-	if err != nil {
-		return nil, err
+	// Answered only now: a failed build fails every request exactly once.
+	for _, r := range gone {
+		r.done <- result{err: r.ctx.Err()}
 	}
-	for _, r := range rows {
-		j.ov.putView(r.View, r.Key, r.Value, tag)
-	}
-	b.b.Views = rows
 	return b, nil
+}
+
+// addTreeHashes adds the stored hashes of an author's entry at seq.
+func (j *Journal) addTreeHashes(tag uint64, b *batch, node ledger.NodeID, seq uint64, h ledger.Hash) error {
+	hashes, err := tlog.StoredHashesForRecordHash(int64(seq-1), tlog.RecordHash(h[:]), j.ov.treeReader(j, node))
+	if err != nil {
+		return fmt.Errorf("journal: tree hashes for %s seq %d: %w", node, seq, err)
+	}
+	base := tlog.StoredHashCount(int64(seq - 1))
+	for i, th := range hashes {
+		t := store.TreeHash{Node: node, Index: base + int64(i), Hash: ledger.Hash(th)}
+		b.b.TreeHashes = append(b.b.TreeHashes, t)
+		j.ov.putTree(node, t.Index, t.Hash, tag)
+	}
+	return nil
+}
+
+// buildIngest adds other authors' entries that continue their logs. An
+// entry already held (seq at or below the author's head) is skipped; one
+// that leaves a gap or does not chain to the head stops the request with
+// an error wrapping store.ErrConflict, keeping the entries before it.
+func (j *Journal) buildIngest(tag uint64, b *batch, in []store.Stored, stored *[]store.Stored) (result, error) {
+	var res result
+	for _, s := range in {
+		e := s.Entry
+		if e.Node == j.node || e.Event != j.cfg.Event {
+			continue // this node's own entries are never taken from others
+		}
+		seq, head, err := j.ov.head(j, e.Node)
+		if err != nil {
+			return res, fmt.Errorf("journal: head of %s: %w", e.Node, err)
+		}
+		if e.Seq <= seq {
+			continue
+		}
+		if e.Seq != seq+1 {
+			res.err = fmt.Errorf("%w: %s seq %d does not follow the held head %d", store.ErrConflict, e.Node, e.Seq, seq)
+			return res, nil
+		}
+		if e.Prev != head {
+			res.err = fmt.Errorf("%w: %s seq %d does not chain to the held entry %d (a fork)", store.ErrConflict, e.Node, e.Seq, seq)
+			return res, nil
+		}
+		if err := j.addTreeHashes(tag, b, e.Node, e.Seq, s.Hash); err != nil {
+			return res, err
+		}
+		j.ov.putHead(e.Node, e.Seq, s.Hash, tag)
+		j.hlc.Observe(e.HLC)
+		*stored = append(*stored, s)
+		res.added++
+	}
+	return res, nil
 }
 
 // commit is the committer goroutine. It takes every batch the sequencer has
@@ -404,7 +463,10 @@ func (j *Journal) commitGroup(group []*batch) {
 			// Built on top of a commit that failed: its seqs are wrong.
 			j.ov.drop(b.tag)
 			failAll(b.reqs, fmt.Errorf("%w: an earlier commit failed", store.ErrUnavailable))
-		case len(b.entries) == 0:
+		case len(b.b.Entries) == 0:
+			for i, r := range b.reqs {
+				r.done <- b.results[i] // nothing new to store: answered at once
+			}
 		default:
 			live = append(live, b)
 		}
@@ -444,15 +506,16 @@ func (j *Journal) commitGroup(group []*batch) {
 	n := len(merged.Entries)
 	j.m.batchSize.Observe(float64(n))
 	j.m.appends.Add(float64(n))
-	lastB := live[len(live)-1]
 	j.mu.Lock()
-	j.durable = lastB.entries[len(lastB.entries)-1].Seq
+	for _, b := range live {
+		j.durable = max(j.durable, b.lastOwn)
+	}
 	j.stats.Commits++
 	j.stats.Entries += uint64(n)
 	j.mu.Unlock()
 	for _, b := range live {
 		for i, r := range b.reqs {
-			r.done <- result{entry: b.entries[i]}
+			r.done <- b.results[i]
 		}
 	}
 }
@@ -491,4 +554,43 @@ func (j *Journal) Close(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// Ingest stores entries of other authors — already authenticated by the
+// caller (signature, chain, enrolment) — through the same group-commit
+// pipeline as this node's appends, with their tree hashes and view rows in
+// the same transaction, and returns once they are durable. Entries of one
+// author must come in seq order; entries already held, and this node's own,
+// are skipped. An entry that leaves a gap or does not chain to the held head
+// (a fork) stops the ingest with an error wrapping store.ErrConflict; the
+// entries before it are stored and counted. The HLC observes every entry
+// stored, so this node's next entry sorts after them.
+func (j *Journal) Ingest(ctx context.Context, entries []store.Stored) (int, error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	for _, s := range entries {
+		if s.Entry == nil {
+			return 0, fmt.Errorf("%w: nil entry", store.ErrInvalid)
+		}
+	}
+	r := &request{ctx: ctx, ingest: entries, enqueued: time.Now(), done: make(chan result, 1)}
+	select {
+	case <-j.closing:
+		return 0, ErrClosed
+	default:
+	}
+	select {
+	case j.reqs <- r:
+	case <-j.closing:
+		return 0, ErrClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case res := <-r.done:
+		return res.added, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }

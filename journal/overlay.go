@@ -11,17 +11,24 @@ import (
 	"canopy/store"
 )
 
-// overlay holds the view rows and tree hashes of batches that are built but
-// not yet committed, so the next batch can be built on top of them while the
-// store is still writing. Each value is tagged with the batch that wrote it;
-// a committed (or failed) batch drops only the values still carrying its tag.
+// overlay holds what batches built but not yet committed will write — view
+// rows, tree hashes and the heads of other authors' logs — so the next
+// batch can be built on top of them while the store is still writing. Each
+// value is tagged with the batch that wrote it; a committed (or failed)
+// batch drops only the values still carrying its tag.
 type overlay struct {
 	mu    sync.Mutex
 	views map[viewKey]tagged
-	tree  map[int64]taggedHash
+	tree  map[treeKey]taggedHash
+	heads map[ledger.NodeID]taggedHead
 }
 
 type viewKey struct{ view, key string }
+
+type treeKey struct {
+	node ledger.NodeID
+	idx  int64
+}
 
 type tagged struct {
 	value []byte
@@ -33,8 +40,14 @@ type taggedHash struct {
 	tag  uint64
 }
 
+type taggedHead struct {
+	seq  uint64
+	hash ledger.Hash
+	tag  uint64
+}
+
 func newOverlay() overlay {
-	return overlay{views: map[viewKey]tagged{}, tree: map[int64]taggedHash{}}
+	return overlay{views: map[viewKey]tagged{}, tree: map[treeKey]taggedHash{}, heads: map[ledger.NodeID]taggedHead{}}
 }
 
 func (o *overlay) putView(view, key string, v []byte, tag uint64) {
@@ -43,9 +56,15 @@ func (o *overlay) putView(view, key string, v []byte, tag uint64) {
 	o.mu.Unlock()
 }
 
-func (o *overlay) putTree(i int64, h ledger.Hash, tag uint64) {
+func (o *overlay) putTree(node ledger.NodeID, i int64, h ledger.Hash, tag uint64) {
 	o.mu.Lock()
-	o.tree[i] = taggedHash{h, tag}
+	o.tree[treeKey{node, i}] = taggedHash{h, tag}
+	o.mu.Unlock()
+}
+
+func (o *overlay) putHead(node ledger.NodeID, seq uint64, h ledger.Hash, tag uint64) {
+	o.mu.Lock()
+	o.heads[node] = taggedHead{seq, h, tag}
 	o.mu.Unlock()
 }
 
@@ -62,13 +81,30 @@ func (o *overlay) drop(tag uint64) {
 			delete(o.tree, k)
 		}
 	}
+	for k, v := range o.heads {
+		if v.tag == tag {
+			delete(o.heads, k)
+		}
+	}
 }
 
 func (o *overlay) clear() {
 	o.mu.Lock()
 	o.views = map[viewKey]tagged{}
-	o.tree = map[int64]taggedHash{}
+	o.tree = map[treeKey]taggedHash{}
+	o.heads = map[ledger.NodeID]taggedHead{}
 	o.mu.Unlock()
+}
+
+// head returns an author's head: from the overlay, else from the store.
+func (o *overlay) head(j *Journal, node ledger.NodeID) (uint64, ledger.Hash, error) {
+	o.mu.Lock()
+	h, ok := o.heads[node]
+	o.mu.Unlock()
+	if ok {
+		return h.seq, h.hash, nil
+	}
+	return j.cfg.Store.Head(context.Background(), j.cfg.Event, node)
 }
 
 // viewReader reads rows from the overlay, and the rest from the store in
@@ -102,15 +138,16 @@ func (o *overlay) viewReader(j *Journal) func(ctx context.Context, keys []store.
 	}
 }
 
-// treeReader reads stored tree hashes from the overlay, else from the store.
-func (o *overlay) treeReader(j *Journal) tlog.HashReader {
+// treeReader reads an author's stored tree hashes from the overlay, else
+// from the store.
+func (o *overlay) treeReader(j *Journal, node ledger.NodeID) tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(indexes))
 		var missing []int64
 		var at []int
 		o.mu.Lock()
 		for i, idx := range indexes {
-			if v, ok := o.tree[idx]; ok {
+			if v, ok := o.tree[treeKey{node, idx}]; ok {
 				out[i] = tlog.Hash(v.hash)
 			} else {
 				missing = append(missing, idx)
@@ -121,7 +158,7 @@ func (o *overlay) treeReader(j *Journal) tlog.HashReader {
 		if len(missing) == 0 {
 			return out, nil
 		}
-		hs, err := j.cfg.Store.ReadTreeHashes(context.Background(), j.cfg.Event, j.node, missing)
+		hs, err := j.cfg.Store.ReadTreeHashes(context.Background(), j.cfg.Event, node, missing)
 		if err != nil {
 			return nil, err
 		}
