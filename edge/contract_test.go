@@ -1,0 +1,412 @@
+package edge_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"canopy/api"
+	"canopy/auth"
+
+	"canopy/internal/apicontract"
+	"canopy/internal/testutil"
+)
+
+// contract drives a real edge through the OpenAPI checker's client: every
+// request and response is validated against api/openapi.yaml, and the
+// checker records which documented operation/status pairs were produced.
+type contract struct {
+	chk  *apicontract.Checker
+	hc   *http.Client
+	base string
+	keys atomic.Int64
+}
+
+// key returns a fresh Idempotency-Key.
+func (c *contract) key() string { return fmt.Sprintf("contract-%d", c.keys.Add(1)) }
+
+// do sends one request. hdr holds header name/value pairs; a non-empty body
+// is sent as application/json unless hdr sets Content-Type.
+func (c *contract) do(t *testing.T, method, path, token, body string, hdr ...string) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := c.hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return reply{res.StatusCode, res.Header, b}
+}
+
+// expect sends one request and fails t unless it is answered with want.
+func (c *contract) expect(t *testing.T, want int, method, path, token, body string, hdr ...string) reply {
+	t.Helper()
+	r := c.do(t, method, path, token, body, hdr...)
+	if r.status != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, want, r.body)
+	}
+	return r
+}
+
+// post sends a POST with a fresh Idempotency-Key and expects want.
+func (c *contract) post(t *testing.T, want int, path, token, body string, hdr ...string) reply {
+	t.Helper()
+	return c.expect(t, want, http.MethodPost, path, token, body, append([]string{"Idempotency-Key", c.key()}, hdr...)...)
+}
+
+// problem sends a request and expects a problem of type typ (its status is
+// the type's).
+func (c *contract) problem(t *testing.T, status int, typ, method, path, token, body string, hdr ...string) {
+	t.Helper()
+	wantProblem(t, c.do(t, method, path, token, body, hdr...), status, typ)
+}
+
+func decodeInto[T any](t *testing.T, r reply) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return v
+}
+
+// cannotProduce lists documented pairs no test can produce on a real edge,
+// each with the reason. The test fails if one of them is produced after
+// all (then it belongs in the test, not here) or stops being documented.
+var cannotProduce = map[string]string{}
+
+func init() {
+	// A read answers 503 only when the store fails to read (an I/O error,
+	// SQLITE_IOERR/BUSY past the timeout), which needs fault injection
+	// below the file system: a full disk does not stop reads, and a store
+	// closed under the server is answered 500 (store.ErrClosed is not a
+	// transient condition). The request's device-token check reads the
+	// revocations view, so this also holds for the checkpoint route.
+	for _, route := range []string{
+		"GET /v1/catalog", "GET /v1/inventory", "GET /v1/log/checkpoint", "GET /v1/log/entries",
+		"GET /v1/lots", "GET /v1/lots/{id}", "GET /v1/lots/{id}/events", "GET /v1/occupancy",
+		"GET /v1/orders", "GET /v1/orders/{id}", "GET /v1/receipts/{id}", "GET /v1/revocations",
+		"GET /v1/vendors",
+	} {
+		cannotProduce[route+" 503"] = "a read fails only on a failing disk (I/O error), which a test cannot cause without fault injection"
+	}
+}
+
+// TestContract drives every operation of the device API on a real edge
+// (its data on a tmpfs, so the disk can be filled) with real tokens, to
+// produce every documented status code, and checks every response against
+// the OpenAPI document.
+func TestContract(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("TestContract must run as root: it mounts a tmpfs to fill the disk (CI runs as root)")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+
+	chk, err := apicontract.New(api.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := testutil.NewEvent(t, "contract-market")
+	e := openEdge(t, ev, dir)
+	// The journal signs its first checkpoint a second after it opens, so
+	// an edge asked at once has none yet. On a machine too slow for that,
+	// a fresh edge is asked again.
+	t.Run("checkpoint before the first", func(t *testing.T) {
+		org := ev.ValidToken(t, auth.RoleOrganizer)
+		for try := 0; ; try++ {
+			edg := e
+			if try > 0 {
+				edg = openEdge(t, ev, "")
+			}
+			c := &contract{chk: chk, hc: chk.Client(), base: edg.URL()}
+			r := c.do(t, "GET", "/v1/log/checkpoint", org, "")
+			if r.status == http.StatusNotFound {
+				wantProblem(t, r, 404, api.TypeNotFound)
+				return
+			}
+			if try == 3 {
+				t.Fatalf("every fresh edge had signed a checkpoint before it was asked: %d %s", r.status, r.body)
+			}
+		}
+	})
+
+	c := &contract{chk: chk, hc: chk.Client(), base: e.URL()}
+	now := time.Now()
+	tok := struct {
+		org, admin, pos, posBound, posOverride, door, auctioneer, bidder string
+	}{
+		org:        ev.ValidToken(t, auth.RoleOrganizer),
+		admin:      ev.ValidToken(t, auth.RoleAdmin),
+		pos:        ev.ValidToken(t, auth.RolePOS),
+		door:       ev.ValidToken(t, auth.RoleDoor),
+		auctioneer: ev.ValidToken(t, auth.RoleAuctioneer),
+		bidder:     ev.Token(t, auth.RoleBidder, "paddle-7", now.Add(-time.Minute), now.Add(time.Hour)),
+	}
+	device := func(d auth.Device) string {
+		d.Event, d.NotBefore, d.Expires = ev.Event.Slug, now.Add(-time.Minute), now.Add(time.Hour)
+		s, err := auth.IssueDevice(ev.Key, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tok.posBound = device(auth.Device{Role: auth.RolePOS, Name: "till-tea", Vendor: "tea-stall"})
+	tok.posOverride = device(auth.Device{Role: auth.RolePOS, Name: "till-boss", Permissions: []string{auth.PermPriceOverride}})
+	big := `{"text":"` + strings.Repeat("x", 2<<20) + `"}`
+
+	t.Run("ops", func(t *testing.T) {
+		for _, p := range []string{"/healthz", "/readyz", "/metrics", "/v1/openapi.yaml"} {
+			c.expect(t, 200, "GET", p, "", "")
+		}
+		if r := c.expect(t, 200, "GET", "/v1/openapi.yaml", "", ""); string(r.body) != string(api.OpenAPI) {
+			t.Fatal("the served document is not the embedded one")
+		}
+		// A route that does not exist and a method a path does not take.
+		wantProblem(t, call(t, "GET", e.URL()+"/v1/nope", tok.org, ""), 404, api.TypeRouteNotFound)
+		r := call(t, "DELETE", e.URL()+"/v1/orders", tok.org, "")
+		wantProblem(t, r, 405, api.TypeMethodNotAllowed)
+		if r.header.Get("Allow") == "" {
+			t.Fatal("405 without Allow")
+		}
+	})
+
+	t.Run("audit", func(t *testing.T) {
+		note := c.post(t, 201, "/v1/log/notes", tok.org, `{"text":"doors open"}`)
+		if n := decodeInto[api.NoteResponse](t, note); n.Text != "doors open" || n.Role != "organizer" {
+			t.Fatalf("note %s", note.body)
+		}
+		c.post(t, 201, "/v1/log/notes", tok.admin, `{"text":"drill"}`)
+		c.problem(t, 422, api.TypeValidationFailed, "POST", "/v1/log/notes", tok.org, `{"text":"  "}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeMalformedJSON, "POST", "/v1/log/notes", tok.org, `{"text":`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeIdempotencyNeeded, "POST", "/v1/log/notes", tok.org, `{"text":"x"}`)
+		// The same key with another body is refused.
+		k := c.key()
+		c.expect(t, 201, "POST", "/v1/log/notes", tok.org, `{"text":"first"}`, "Idempotency-Key", k)
+		c.problem(t, 422, api.TypeIdempotencyReused, "POST", "/v1/log/notes", tok.org, `{"text":"second"}`, "Idempotency-Key", k)
+
+		page := decodeInto[api.EntryPage](t, c.expect(t, 200, "GET", "/v1/log/entries?limit=2", tok.org, ""))
+		if len(page.Entries) != 2 || page.Entries[0].Seq != 1 || page.Next == nil || *page.Next != 3 {
+			t.Fatalf("first page of two: %+v", page)
+		}
+		c.expect(t, 200, "GET", "/v1/log/entries?from=2&to=3", tok.admin, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/log/entries?limit=0", tok.org, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/log/entries?from=5&to=2", tok.org, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/log/entries?colour=red", tok.org, "")
+		// The journal signs a checkpoint within a second of a write.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := c.do(t, "GET", "/v1/log/checkpoint", tok.admin, "")
+			if r.status == 200 {
+				if !strings.HasPrefix(string(r.body), "canopy/contract-market/") {
+					t.Fatalf("checkpoint %q", r.body)
+				}
+				break
+			}
+			if r.status != 404 || time.Now().After(deadline) {
+				t.Fatalf("checkpoint: %d %s", r.status, r.body)
+			}
+			time.Sleep(20 * time.Millisecond) // polling for the signer, with a deadline
+		}
+	})
+	// Orders the later subtests use: one left open, one paid.
+	var openOrder, paidOrder string
+
+	t.Run("pos", func(t *testing.T) {
+		put := func(want int, path, token, body string) reply {
+			t.Helper()
+			return c.expect(t, want, "PUT", path, token, body)
+		}
+		// Vendors: organizer and admin write, with or without a key.
+		put(200, "/v1/vendors/tea-stall", tok.org, `{"name":"Tea stall","active":true}`)
+		c.expect(t, 200, "PUT", "/v1/vendors/bakery", tok.admin, `{"name":"Bakery","active":true}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeValidationFailed, "PUT", "/v1/vendors/tea-stall", tok.org, `{"name":"Tea stall"}`)
+		c.problem(t, 422, api.TypeValidationFailed, "PUT", "/v1/vendors/tea-stall", tok.org, `{"name":"","active":true}`)
+		c.problem(t, 400, api.TypeUnknownField, "PUT", "/v1/vendors/tea-stall", tok.org, `{"name":"T","active":true,"colour":"red"}`)
+		c.problem(t, 413, api.TypeBodyTooLarge, "PUT", "/v1/vendors/tea-stall", tok.org, big)
+		vendors := c.expect(t, 200, "GET", "/v1/vendors", tok.pos, "")
+		if !strings.Contains(string(vendors.body), `"tea-stall"`) {
+			t.Fatalf("vendors %s", vendors.body)
+		}
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/vendors?all=1", tok.pos, "")
+		c.problem(t, 422, api.TypeCardNumberRefused, "GET", "/v1/vendors?q=4111111111111111", tok.pos, "")
+
+		// Catalog.
+		put(200, "/v1/catalog/tea", tok.org, `{"vendor":"tea-stall","name":"Tea","price":300,"tax_rate":700,"tax_inclusive":true,"track_stock":true,"active":true}`)
+		put(200, "/v1/catalog/bun", tok.admin, `{"vendor":"bakery","name":"Bun","price":250,"tax_rate":700,"active":true}`)
+		c.problem(t, 422, api.TypeUnknownVendor, "PUT", "/v1/catalog/cake", tok.org, `{"vendor":"nobody","name":"Cake","price":1,"active":true}`)
+		c.problem(t, 422, api.TypeValidationFailed, "PUT", "/v1/catalog/cake", tok.org, `{"vendor":"bakery","name":"Cake","price":-1,"active":true}`)
+		c.problem(t, 400, api.TypeWrongFieldType, "PUT", "/v1/catalog/cake", tok.org, `{"vendor":"bakery","name":"Cake","price":"one","active":true}`)
+		c.problem(t, 413, api.TypeBodyTooLarge, "PUT", "/v1/catalog/cake", tok.org, big)
+		cat := c.expect(t, 200, "GET", "/v1/catalog?vendor=tea-stall", tok.posBound, "")
+		if strings.Contains(string(cat.body), `"bun"`) || !strings.Contains(string(cat.body), `"tea"`) {
+			t.Fatalf("catalog for the tea stall %s", cat.body)
+		}
+		c.expect(t, 200, "GET", "/v1/catalog", tok.admin, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/catalog?vendor=no%20such", tok.pos, "")
+		c.problem(t, 422, api.TypeCardNumberRefused, "GET", "/v1/catalog?vendor=4111111111111111", tok.pos, "")
+
+		// Inventory.
+		put(200, "/v1/inventory/tea", tok.org, `{"on_hand":50,"reason":"delivery"}`)
+		c.problem(t, 404, api.TypeNotFound, "PUT", "/v1/inventory/cake", tok.org, `{"on_hand":5}`)
+		c.problem(t, 422, api.TypeValidationFailed, "PUT", "/v1/inventory/tea", tok.org, `{"reason":"count"}`)
+		c.problem(t, 400, api.TypeEmptyBody, "PUT", "/v1/inventory/tea", tok.org, " ")
+		c.post(t, 201, "/v1/inventory/tea/adjustments", tok.pos, `{"delta":-2,"reason":"spilt"}`)
+		c.problem(t, 404, api.TypeNotFound, "POST", "/v1/inventory/cake/adjustments", tok.pos, `{"delta":1,"reason":"found"}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeValidationFailed, "POST", "/v1/inventory/tea/adjustments", tok.pos, `{"delta":0,"reason":"none"}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeIdempotencyNeeded, "POST", "/v1/inventory/tea/adjustments", tok.pos, `{"delta":1,"reason":"found"}`)
+		inv := c.expect(t, 200, "GET", "/v1/inventory", tok.pos, "")
+		if !strings.Contains(string(inv.body), `"on_hand":48`) {
+			t.Fatalf("inventory after set 50 and -2: %s", inv.body)
+		}
+		c.expect(t, 200, "GET", "/v1/inventory?vendor=bakery", tok.posBound, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/inventory?vendor=", tok.pos, "")
+		c.problem(t, 422, api.TypeCardNumberRefused, "GET", "/v1/inventory?note=4111111111111111", tok.pos, "")
+
+		// Orders: a bound till sells for its vendor; an unbound one names it
+		// by the SKUs; a manual price needs the permission.
+		type created struct {
+			Order struct {
+				ID     string `json:"id"`
+				Vendor string `json:"vendor"`
+				State  string `json:"state"`
+				Totals struct {
+					Total int64 `json:"total"`
+				} `json:"totals"`
+			} `json:"order"`
+		}
+		o1 := decodeInto[created](t, c.post(t, 201, "/v1/orders", tok.posBound, `{"lines":[{"sku":"tea","qty":2}]}`))
+		if o1.Order.Vendor != "tea-stall" || o1.Order.State != "open" || o1.Order.Totals.Total != 600 {
+			t.Fatalf("order %+v", o1)
+		}
+		openOrder = o1.Order.ID
+		o2 := decodeInto[created](t, c.post(t, 201, "/v1/orders", tok.org, `{"lines":[{"sku":"bun","qty":1}],"tip":50,"customer":{"name":"Ada","email":"ada@example.org"}}`))
+		o3 := decodeInto[created](t, c.post(t, 201, "/v1/orders", tok.posOverride, `{"lines":[{"sku":"tea","qty":1,"unit_price":100}]}`))
+		c.problem(t, 403, api.TypePriceOverrideDenied, "POST", "/v1/orders", tok.pos, `{"lines":[{"sku":"tea","qty":1,"unit_price":100}]}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeValidationFailed, "POST", "/v1/orders", tok.pos, `{"lines":[]}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeUnknownSKU, "POST", "/v1/orders", tok.pos, `{"lines":[{"sku":"cake","qty":1}]}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeVendorMismatch, "POST", "/v1/orders", tok.posBound, `{"lines":[{"sku":"bun","qty":1}]}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeCardNumberRefused, "POST", "/v1/orders", tok.pos, `{"lines":[{"sku":"tea","qty":1}],"customer":{"name":"4111 1111 1111 1111"}}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeTrailingData, "POST", "/v1/orders", tok.pos, `{"lines":[{"sku":"tea","qty":1}]} {}`, "Idempotency-Key", c.key())
+		c.problem(t, 415, api.TypeUnsupportedMedia, "POST", "/v1/orders", tok.pos, `{"lines":[{"sku":"tea","qty":1}]}`, "Idempotency-Key", c.key(), "Content-Type", "text/plain")
+		c.problem(t, 413, api.TypeBodyTooLarge, "POST", "/v1/orders", tok.pos, big, "Idempotency-Key", c.key())
+		// A replay answers the first response again.
+		k := c.key()
+		first := c.expect(t, 201, "POST", "/v1/orders", tok.pos, `{"lines":[{"sku":"bun","qty":3}]}`, "Idempotency-Key", k)
+		again := c.expect(t, 201, "POST", "/v1/orders", tok.pos, `{"lines":[{"sku":"bun","qty":3}]}`, "Idempotency-Key", k)
+		if string(first.body) != string(again.body) || again.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay %s, first %s", again.body, first.body)
+		}
+
+		// Reading orders.
+		got := c.expect(t, 200, "GET", "/v1/orders/"+o2.Order.ID, tok.org, "")
+		if !strings.Contains(string(got.body), `"customer":"`) {
+			t.Fatalf("the organizer sees the sealed customer data: %s", got.body)
+		}
+		c.expect(t, 200, "GET", "/v1/orders/"+openOrder, tok.posBound, "")
+		c.problem(t, 404, api.TypeNotFound, "GET", "/v1/orders/"+o2.Order.ID, tok.posBound, "") // another vendor's order
+		c.problem(t, 404, api.TypeNotFound, "GET", "/v1/orders/o-nothing", tok.pos, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/orders/"+openOrder+"?full=1", tok.pos, "")
+		c.problem(t, 422, api.TypeCardNumberRefused, "GET", "/v1/orders/4111111111111111", tok.pos, "")
+		page := c.expect(t, 200, "GET", "/v1/orders?state=open&limit=2", tok.admin, "")
+		if !strings.Contains(string(page.body), `"next":"`) {
+			t.Fatalf("a page of two of four open orders has a next cursor: %s", page.body)
+		}
+		c.expect(t, 200, "GET", "/v1/orders?vendor=tea-stall&from="+now.Add(-time.Hour).Format(time.RFC3339), tok.posBound, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/orders?state=lost", tok.pos, "")
+		c.problem(t, 422, api.TypeCardNumberRefused, "GET", "/v1/orders?after=4111111111111111", tok.pos, "")
+
+		// Payments: split, cash over the total with change, refusals.
+		pay := func(order string) string { return "/v1/orders/" + order + "/payments" }
+		c.post(t, 201, pay(o2.Order.ID), tok.org, `{"method":"card","amount":100,"reference":"psp-1"}`)
+		c.problem(t, 422, api.TypeOverpayment, "POST", pay(o2.Order.ID), tok.org, `{"method":"card","amount":100000}`, "Idempotency-Key", c.key())
+		paid := c.post(t, 201, pay(o2.Order.ID), tok.org, `{"method":"cash","amount":1000}`)
+		if !strings.Contains(string(paid.body), `"state":"paid"`) || !strings.Contains(string(paid.body), `"receipt":"/v1/receipts/`) {
+			t.Fatalf("the payment that settles the order: %s", paid.body)
+		}
+		paidOrder = o2.Order.ID
+		c.problem(t, 409, api.TypeOrderState, "POST", pay(paidOrder), tok.org, `{"method":"cash","amount":1}`, "Idempotency-Key", c.key())
+		c.problem(t, 404, api.TypeNotFound, "POST", pay("o-nothing"), tok.pos, `{"method":"cash","amount":1}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeValidationFailed, "POST", pay(openOrder), tok.pos, `{"method":"iou","amount":1}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeCardNumberRefused, "POST", pay(openOrder), tok.pos, `{"method":"card","amount":1,"reference":"4111111111111111"}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeMalformedJSON, "POST", pay(openOrder), tok.pos, `{"method":"cash",`, "Idempotency-Key", c.key())
+		c.problem(t, 413, api.TypeBodyTooLarge, "POST", pay(openOrder), tok.pos, big, "Idempotency-Key", c.key())
+
+		// Fulfilment.
+		ful := func(order string) string { return "/v1/orders/" + order + "/fulfilment" }
+		c.post(t, 200, ful(paidOrder), tok.org, `{"state":"ready"}`)
+		c.post(t, 200, ful(o3.Order.ID), tok.posOverride, `{"state":"cancelled"}`)
+		c.problem(t, 409, api.TypeIllegalTransition, "POST", ful(o3.Order.ID), tok.posOverride, `{"state":"ready"}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeValidationFailed, "POST", ful(openOrder), tok.pos, `{"state":"paid"}`, "Idempotency-Key", c.key())
+		c.problem(t, 404, api.TypeNotFound, "POST", ful("o-nothing"), tok.pos, `{"state":"ready"}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeUnknownField, "POST", ful(openOrder), tok.pos, `{"state":"ready","when":"now"}`, "Idempotency-Key", c.key())
+
+		// Refunds.
+		ref := func(order string) string { return "/v1/orders/" + order + "/refunds" }
+		c.post(t, 201, ref(paidOrder), tok.org, `{"amount":50,"method":"cash","reason":"cold bun"}`)
+		c.problem(t, 422, api.TypeRefundAbovePaid, "POST", ref(paidOrder), tok.org, `{"amount":100000,"method":"cash","reason":"all"}`, "Idempotency-Key", c.key())
+		c.problem(t, 409, api.TypeOrderState, "POST", ref(openOrder), tok.pos, `{"amount":1,"method":"cash","reason":"unpaid"}`, "Idempotency-Key", c.key())
+		c.problem(t, 404, api.TypeNotFound, "POST", ref("o-nothing"), tok.pos, `{"amount":1,"method":"cash","reason":"x"}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeIdempotencyNeeded, "POST", ref(paidOrder), tok.org, `{"amount":1,"method":"cash","reason":"x"}`)
+	})
+
+	t.Run("receipts", func(t *testing.T) {
+		if paidOrder == "" {
+			t.Fatal("no paid order (the pos subtest failed)")
+		}
+		path := "/v1/receipts/" + paidOrder
+		for _, accept := range []string{"", "application/json", "text/plain", "text/html"} {
+			r := c.expect(t, 200, "GET", path, tok.org, "", "Accept", accept)
+			if accept != "" && !strings.HasPrefix(r.header.Get("Content-Type"), accept) {
+				t.Fatalf("Accept %s answered %s", accept, r.header.Get("Content-Type"))
+			}
+		}
+		c.expect(t, 200, "GET", path, tok.pos, "")
+		c.problem(t, 404, api.TypeNotFound, "GET", "/v1/receipts/"+openOrder, tok.pos, "")      // not paid
+		c.problem(t, 404, api.TypeNotFound, "GET", "/v1/receipts/"+paidOrder, tok.posBound, "") // another vendor's
+	})
+
+	t.Run("reports", func(t *testing.T) {
+		r := c.expect(t, 200, "GET", "/v1/reports/sales", tok.org, "")
+		if !strings.Contains(string(r.body), `"currency":"EUR"`) {
+			t.Fatalf("sales report %s", r.body)
+		}
+		c.expect(t, 200, "GET", "/v1/reports/sales?from="+now.Add(-time.Hour).Format(time.RFC3339)+"&to="+now.Add(time.Hour).Format(time.RFC3339), tok.admin, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/reports/sales?from=yesterday", tok.org, "")
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/reports/sales?vendor=x", tok.org, "")
+	})
+
+	for _, err := range chk.Errors() {
+		t.Error(err)
+	}
+}
