@@ -406,7 +406,257 @@ func TestContract(t *testing.T) {
 		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/reports/sales?vendor=x", tok.org, "")
 	})
 
-	for _, err := range chk.Errors() {
-		t.Error(err)
+	ticket := func(id string, doors ...string) string {
+		tk, err := auth.IssueTicket(ev.Key, auth.Ticket{ID: id, Event: ev.Event.Slug, Type: "general", Doors: doors, Reentry: true,
+			ValidFrom: now.Add(-time.Hour), ValidUntil: now.Add(24 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+
+	t.Run("doors", func(t *testing.T) {
+		type scan struct {
+			Accepted bool   `json:"accepted"`
+			Reason   string `json:"reason"`
+		}
+		scanBody := func(tk, door, dir string) string {
+			return fmt.Sprintf(`{"ticket":%q,"door":%q,"direction":%q}`, tk, door, dir)
+		}
+		tk := ticket("contract-t1")
+		if s := decodeInto[scan](t, c.post(t, 200, "/v1/checkins", tok.door, scanBody(tk, "main", "in"))); !s.Accepted {
+			t.Fatalf("first scan in: %+v", s)
+		}
+		if s := decodeInto[scan](t, c.post(t, 200, "/v1/checkins", tok.org, scanBody(tk, "main", "in"))); s.Accepted || s.Reason != "already_inside" {
+			t.Fatalf("second scan in: %+v", s)
+		}
+		if s := decodeInto[scan](t, c.post(t, 200, "/v1/checkins", tok.door, scanBody(ticket("contract-t2", "vip"), "main", "in"))); s.Accepted || s.Reason != "wrong_door" {
+			t.Fatalf("scan at a door the ticket may not use: %+v", s)
+		}
+		if s := decodeInto[scan](t, c.post(t, 200, "/v1/checkins", tok.door, scanBody("not-a-ticket", "main", "in"))); s.Accepted {
+			t.Fatalf("a garbage ticket: %+v", s)
+		}
+		c.problem(t, 422, api.TypeTicketMissing, "POST", "/v1/checkins", tok.door, scanBody("", "main", "in"), "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeInvalidDoor, "POST", "/v1/checkins", tok.door, scanBody(tk, "main gate", "in"), "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeInvalidDirection, "POST", "/v1/checkins", tok.door, scanBody(tk, "main", "up"), "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeTicketTooLong, "POST", "/v1/checkins", tok.door, scanBody(strings.Repeat("t", 2000), "main", "in"), "Idempotency-Key", c.key())
+		c.problem(t, 413, api.TypeBodyTooLarge, "POST", "/v1/checkins", tok.door, scanBody(strings.Repeat("t", 8000), "main", "in"), "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeMalformedJSON, "POST", "/v1/checkins", tok.door, `{"ticket":`, "Idempotency-Key", c.key())
+		occ := c.expect(t, 200, "GET", "/v1/occupancy", tok.door, "")
+		if !strings.Contains(string(occ.body), `"main":1`) {
+			t.Fatalf("occupancy after one admission at main: %s", occ.body)
+		}
+		c.expect(t, 200, "GET", "/v1/occupancy", tok.admin, "")
+	})
+
+	t.Run("revocations", func(t *testing.T) {
+		c.post(t, 201, "/v1/revocations", tok.org, `{"what":"ticket","id":"contract-t3","reason":"refunded"}`)
+		s := c.post(t, 200, "/v1/checkins", tok.door, fmt.Sprintf(`{"ticket":%q,"door":"main","direction":"in"}`, ticket("contract-t3")))
+		if !strings.Contains(string(s.body), `"reason":"revoked"`) {
+			t.Fatalf("scan of a revoked ticket: %s", s.body)
+		}
+		// A revoked device token is refused on every call.
+		stolen := ev.Token(t, auth.RolePOS, "stolen-till", now.Add(-time.Minute), now.Add(time.Hour))
+		dev, err := auth.NewVerifier(ev.Event, nil).VerifyDevice(stolen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.expect(t, 200, "GET", "/v1/vendors", stolen, "")
+		c.post(t, 201, "/v1/revocations", tok.admin, fmt.Sprintf(`{"what":"token","id":%q,"reason":"stolen"}`, dev.TokenID))
+		c.problem(t, 401, api.TypeTokenRevoked, "GET", "/v1/vendors", stolen, "")
+		c.problem(t, 422, api.TypeValidationFailed, "POST", "/v1/revocations", tok.org, `{"what":"node","id":"not-hex"}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeUnknownField, "POST", "/v1/revocations", tok.org, `{"what":"ticket","id":"x","why":"y"}`, "Idempotency-Key", c.key())
+		list := c.expect(t, 200, "GET", "/v1/revocations", tok.org, "")
+		if !strings.Contains(string(list.body), `"contract-t3"`) || !strings.Contains(string(list.body), dev.TokenID) {
+			t.Fatalf("revocations %s", list.body)
+		}
+		c.expect(t, 200, "GET", "/v1/revocations", tok.admin, "")
+	})
+
+	t.Run("auctions", func(t *testing.T) {
+		c.post(t, 201, "/v1/lots", tok.auctioneer, `{"id":"lot-1","title":"Teapot","start_price":1000,"increment":100,"duration_s":3600}`)
+		c.post(t, 201, "/v1/lots", tok.org, `{"title":"Cup","start_price":100,"increment":10,"closes_at":"`+now.Add(time.Hour).Format(time.RFC3339)+`","soft_close_s":60}`)
+		c.problem(t, 409, api.TypeConflict, "POST", "/v1/lots", tok.auctioneer, `{"id":"lot-1","title":"Again","start_price":1,"increment":1,"duration_s":60}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeValidationFailed, "POST", "/v1/lots", tok.auctioneer, `{"title":"No price","increment":1,"duration_s":60}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeWrongFieldType, "POST", "/v1/lots", tok.auctioneer, `{"title":"T","start_price":"ten","increment":1,"duration_s":60}`, "Idempotency-Key", c.key())
+
+		bids := "/v1/lots/lot-1/bids"
+		c.problem(t, 422, api.TypeBidBelowStart, "POST", bids, tok.bidder, `{"amount":900}`, "Idempotency-Key", c.key())
+		b := c.post(t, 201, bids, tok.bidder, `{"amount":1000}`)
+		if !strings.Contains(string(b.body), `"paddle":"paddle-7"`) {
+			t.Fatalf("bid %s", b.body)
+		}
+		c.post(t, 201, bids, tok.auctioneer, `{"amount":1100,"paddle":"floor-12"}`)
+		c.problem(t, 422, api.TypeBidBelowIncrement, "POST", bids, tok.bidder, `{"amount":1150}`, "Idempotency-Key", c.key())
+		c.problem(t, 422, api.TypeValidationFailed, "POST", bids, tok.auctioneer, `{"amount":2000}`, "Idempotency-Key", c.key()) // no paddle
+		c.problem(t, 404, api.TypeNotFound, "POST", "/v1/lots/lot-none/bids", tok.bidder, `{"amount":1}`, "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeIdempotencyNeeded, "POST", bids, tok.bidder, `{"amount":5000}`)
+
+		c.expect(t, 200, "GET", "/v1/lots", tok.bidder, "")
+		lot := c.expect(t, 200, "GET", "/v1/lots/lot-1", tok.admin, "")
+		if !strings.Contains(string(lot.body), `"minimum":1200`) {
+			t.Fatalf("lot after a bid of 1100: %s", lot.body)
+		}
+		c.problem(t, 404, api.TypeNotFound, "GET", "/v1/lots/lot-none", tok.auctioneer, "")
+
+		closed := c.post(t, 200, "/v1/lots/lot-1/close", tok.auctioneer, "")
+		if !strings.Contains(string(closed.body), `"winner":"floor-12"`) {
+			t.Fatalf("close %s", closed.body)
+		}
+		c.problem(t, 409, api.TypeLotClosed, "POST", "/v1/lots/lot-1/close", tok.org, "", "Idempotency-Key", c.key())
+		c.problem(t, 409, api.TypeLotClosed, "POST", bids, tok.bidder, `{"amount":9000}`, "Idempotency-Key", c.key())
+		c.problem(t, 404, api.TypeNotFound, "POST", "/v1/lots/lot-none/close", tok.org, "", "Idempotency-Key", c.key())
+		c.problem(t, 400, api.TypeUnknownField, "POST", "/v1/lots/lot-1/close", tok.org, `{"now":true}`, "Idempotency-Key", c.key())
+
+		// The stream of a closed lot: the snapshot, then it ends; resumed
+		// with nothing missed it answers 204.
+		ev := c.expect(t, 200, "GET", "/v1/lots/lot-1/events", tok.bidder, "")
+		if !strings.HasPrefix(ev.header.Get("Content-Type"), "text/event-stream") || !strings.Contains(string(ev.body), "event: snapshot") {
+			t.Fatalf("stream %s: %s", ev.header.Get("Content-Type"), ev.body)
+		}
+		var last string
+		for _, line := range strings.Split(string(ev.body), "\n") {
+			if id, ok := strings.CutPrefix(line, "id: "); ok {
+				last = id
+			}
+		}
+		if last == "" {
+			t.Fatalf("no event id in %s", ev.body)
+		}
+		c.expect(t, 204, "GET", "/v1/lots/lot-1/events", tok.org, "", "Last-Event-ID", last)
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/lots/lot-1/events", tok.org, "", "Last-Event-ID", "last")
+		c.problem(t, 404, api.TypeNotFound, "GET", "/v1/lots/lot-none/events", tok.org, "")
+	})
+
+	// Every documented operation refuses a request without a token (401)
+	// and one from a role it does not serve (403).
+	t.Run("auth", func(t *testing.T) {
+		ops := []struct{ method, path, forbidden string }{
+			{"GET", "/v1/log/checkpoint", tok.door},
+			{"GET", "/v1/log/entries", tok.pos},
+			{"POST", "/v1/log/notes", tok.auctioneer},
+			{"GET", "/v1/vendors", tok.door},
+			{"PUT", "/v1/vendors/tea-stall", tok.pos},
+			{"GET", "/v1/catalog", tok.bidder},
+			{"PUT", "/v1/catalog/tea", tok.posBound},
+			{"GET", "/v1/inventory", tok.door},
+			{"PUT", "/v1/inventory/tea", tok.pos},
+			{"POST", "/v1/inventory/tea/adjustments", tok.door},
+			{"POST", "/v1/orders", tok.admin},
+			{"GET", "/v1/orders", tok.door},
+			{"GET", "/v1/orders/" + openOrder, tok.auctioneer},
+			{"POST", "/v1/orders/" + openOrder + "/payments", tok.admin},
+			{"POST", "/v1/orders/" + openOrder + "/fulfilment", tok.door},
+			{"POST", "/v1/orders/" + openOrder + "/refunds", tok.bidder},
+			{"GET", "/v1/receipts/" + paidOrder, tok.door},
+			{"GET", "/v1/reports/sales", tok.pos},
+			{"POST", "/v1/checkins", tok.pos},
+			{"GET", "/v1/occupancy", tok.bidder},
+			{"POST", "/v1/revocations", tok.door},
+			{"GET", "/v1/revocations", tok.pos},
+			{"POST", "/v1/lots", tok.bidder},
+			{"GET", "/v1/lots", tok.pos},
+			{"GET", "/v1/lots/lot-1", tok.door},
+			{"POST", "/v1/lots/lot-1/bids", tok.org},
+			{"POST", "/v1/lots/lot-1/close", tok.bidder},
+			{"GET", "/v1/lots/lot-1/events", tok.pos},
+		}
+		expired := ev.Token(t, auth.RoleOrganizer, "old", now.Add(-2*time.Hour), now.Add(-time.Hour))
+		forged := testutil.NewEvent(t, ev.Event.Slug).ValidToken(t, auth.RoleOrganizer)
+		for _, op := range ops {
+			body := ""
+			if op.method != "GET" {
+				body = "{}"
+			}
+			key := []string{"Idempotency-Key", c.key()}
+			c.problem(t, 401, api.TypeTokenMissing, op.method, op.path, "", body, key...)
+			c.problem(t, 401, api.TypeTokenExpired, op.method, op.path, expired, body, key...)
+			c.problem(t, 401, api.TypeTokenForged, op.method, op.path, forged, body, key...)
+			c.problem(t, 403, api.TypeForbiddenRole, op.method, op.path, op.forbidden, body, key...)
+		}
+	})
+
+	// A full disk: every mutation answers 503 store-unavailable with
+	// Retry-After once its entry cannot be made durable, and the node takes
+	// writes again when space returns.
+	t.Run("full disk", func(t *testing.T) {
+		c.post(t, 201, "/v1/lots", tok.auctioneer, `{"id":"lot-2","title":"Kettle","start_price":100,"increment":10,"duration_s":3600}`)
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		used := int64(st.Blocks-st.Bfree) * st.Bsize
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT, fmt.Sprintf("size=%d", used+512<<10)); err != nil {
+			t.Fatalf("shrink tmpfs to %d bytes: %v", used+512<<10, err)
+		}
+		text := strings.Repeat("n", 1900)
+		for i := 0; ; i++ {
+			if i > 5000 {
+				t.Fatal("the disk never filled")
+			}
+			r := c.do(t, "POST", "/v1/log/notes", tok.org, fmt.Sprintf(`{"text":"%s %d"}`, text, i), "Idempotency-Key", c.key())
+			if r.status == 201 {
+				continue
+			}
+			wantProblem(t, r, 503, api.TypeStoreUnavailable)
+			break
+		}
+		full := []struct{ method, path, token, body string }{
+			{"POST", "/v1/log/notes", tok.admin, `{"text":"full"}`},
+			{"PUT", "/v1/vendors/tea-stall", tok.org, `{"name":"Tea stall","active":false}`},
+			{"PUT", "/v1/catalog/tea", tok.org, `{"vendor":"tea-stall","name":"Tea","price":350,"active":true}`},
+			{"PUT", "/v1/inventory/tea", tok.org, `{"on_hand":10}`},
+			{"POST", "/v1/inventory/tea/adjustments", tok.pos, `{"delta":1,"reason":"found"}`},
+			{"POST", "/v1/orders", tok.pos, `{"lines":[{"sku":"tea","qty":1}]}`},
+			{"POST", "/v1/orders/" + openOrder + "/payments", tok.posBound, `{"method":"cash","amount":600}`},
+			{"POST", "/v1/orders/" + paidOrder + "/fulfilment", tok.org, `{"state":"fulfilled"}`},
+			{"POST", "/v1/orders/" + paidOrder + "/refunds", tok.org, `{"amount":10,"method":"cash","reason":"late"}`},
+			{"POST", "/v1/checkins", tok.door, fmt.Sprintf(`{"ticket":%q,"door":"main","direction":"in"}`, ticket("contract-t4"))},
+			{"POST", "/v1/revocations", tok.org, `{"what":"ticket","id":"contract-t5"}`},
+			{"POST", "/v1/lots", tok.auctioneer, `{"title":"Spoon","start_price":1,"increment":1,"duration_s":60}`},
+			{"POST", "/v1/lots/lot-2/bids", tok.bidder, `{"amount":100}`},
+			{"POST", "/v1/lots/lot-2/close", tok.auctioneer, ""},
+		}
+		for _, m := range full {
+			r := c.do(t, m.method, m.path, m.token, m.body, "Idempotency-Key", c.key())
+			wantProblem(t, r, 503, api.TypeStoreUnavailable)
+			if r.header.Get("Retry-After") == "" {
+				t.Fatalf("%s %s: 503 without Retry-After", m.method, m.path)
+			}
+		}
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT, "size=64m"); err != nil {
+			t.Fatalf("grow tmpfs: %v", err)
+		}
+		c.post(t, 201, "/v1/lots/lot-2/bids", tok.bidder, `{"amount":100}`)
+	})
+
+	// Readiness is the store answering: closed under the server, the node
+	// is not ready. This is the last request of the test.
+	t.Run("not ready", func(t *testing.T) {
+		if err := e.Store.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r := c.do(t, "GET", "/readyz", "", "")
+		wantProblem(t, r, 503, api.TypeNotReady)
+		if r.header.Get("Retry-After") == "" {
+			t.Fatal("503 without Retry-After")
+		}
+	})
+
+	var missing []string
+	for _, m := range chk.Missing() {
+		if _, ok := cannotProduce[m]; !ok {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d documented operation/status pairs were never produced:\n%s", len(missing), strings.Join(missing, "\n"))
+	}
+	if errs := chk.Errors(); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, err := range errs {
+			msgs[i] = err.Error()
+		}
+		t.Errorf("%d responses or requests do not match the document:\n%s", len(errs), strings.Join(msgs, "\n"))
 	}
 }

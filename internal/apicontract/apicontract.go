@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"sort"
 	"strconv"
@@ -79,7 +80,7 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	// Streams (server-sent events) are checked by status and headers only.
-	if resp.Header.Get("Content-Type") == "text/event-stream" {
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "text/event-stream" {
 		t.c.record(route, resp.StatusCode)
 		return resp, nil
 	}
