@@ -81,6 +81,11 @@ const (
 	TypeBidBelowStart     = typePrefix + "bid-below-start-price"
 	TypeLotClosed         = typePrefix + "lot-closed"
 
+	// Sync between nodes (package replica).
+	TypeNodeUnauthenticated = typePrefix + "node-unauthenticated"
+	TypeSyncVersion         = typePrefix + "sync-version"
+	TypeSyncMalformed       = typePrefix + "sync-malformed"
+
 	TypeStoreUnavailable = typePrefix + "store-unavailable"
 	TypeTimeout          = typePrefix + "timeout"
 	TypeNotReady         = typePrefix + "not-ready"
@@ -144,6 +149,10 @@ var problemTypes = map[string]struct {
 	TypeBidBelowIncrement: {422, "The bid does not beat the high bid by the increment"},
 	TypeBidBelowStart:     {422, "The bid is below the lot's starting price"},
 	TypeLotClosed:         {409, "The lot is closed"},
+
+	TypeNodeUnauthenticated: {401, "The calling node is not authenticated"},
+	TypeSyncVersion:         {400, "Unknown sync protocol version"},
+	TypeSyncMalformed:       {400, "The entry stream is malformed"},
 
 	TypeStoreUnavailable: {503, "Storage is unavailable"},
 	TypeTimeout:          {503, "The request ran out of time"},

@@ -5,6 +5,7 @@ package edge
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +29,7 @@ import (
 	"canopy/ledger"
 	"canopy/posapi"
 	"canopy/receipt"
+	"canopy/replica"
 	"canopy/revocation"
 	"canopy/salesreport"
 	"canopy/store"
@@ -58,6 +61,14 @@ type Edge struct {
 	ln   net.Listener
 	srv  *http.Server
 	done chan error
+
+	// Sync: the endpoint other nodes call, and the peers this node calls.
+	Sync      *replica.Node
+	Peers     []*replica.Peer
+	stopping  chan struct{}
+	stopPeers context.CancelFunc
+	peersDone sync.WaitGroup
+	stopOnce  sync.Once
 }
 
 // Open validates cfg, opens everything and starts serving. The caller must
@@ -149,6 +160,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	if err := auctionapi.Register(e.API, auctionapi.Deps{Event: ev, Node: enr.Node, Views: st, Clock: clock}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	e.stopping = make(chan struct{})
+	e.Sync = &replica.Node{Event: ev, Journal: e.Journal, Store: st, Clock: clock, Logger: log, Stopping: e.stopping}
+	replica.Register(e.API, e.Sync)
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("edge: listen on %s: %w", cfg.Node.Listen, err)
@@ -160,10 +174,35 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	e.srv.RegisterOnShutdown(func() { e.stopOnce.Do(func() { close(e.stopping) }) })
 	go func() { e.done <- e.srv.Serve(e.ln) }()
+	e.startPeers(key, token)
 	log.Info("edge serving", logKeyAddr, e.ln.Addr().String())
 	ok = true
 	return e, nil
+}
+
+// startPeers syncs with every configured peer, and with the hubs (one
+// session at a time, the URLs tried in order).
+func (e *Edge) startPeers(key ed25519.PrivateKey, enrolment string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stopPeers = cancel
+	var groups [][]string
+	for _, u := range e.Config.Sync.Peers {
+		groups = append(groups, []string{u})
+	}
+	if len(e.Config.Sync.Hubs) > 0 {
+		groups = append(groups, e.Config.Sync.Hubs)
+	}
+	for _, urls := range groups {
+		p := &replica.Peer{URLs: urls, Node: e.Sync, Key: key, Enrolment: enrolment}
+		e.Peers = append(e.Peers, p)
+		e.peersDone.Add(1)
+		go func() {
+			defer e.peersDone.Done()
+			p.Run(ctx)
+		}()
+	}
 }
 
 // URL is the base URL of the device API.
@@ -184,6 +223,10 @@ func (e *Edge) ready(ctx context.Context) error {
 // ends), closes the journal (a final checkpoint) and the store.
 func (e *Edge) Close(ctx context.Context) error {
 	var errs []error
+	if e.stopPeers != nil {
+		e.stopPeers()
+		e.peersDone.Wait()
+	}
 	if e.srv != nil {
 		if err := e.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("edge: shutdown: %w", err))

@@ -67,7 +67,7 @@ type Journal struct {
 	durable    uint64 // highest seq known durable
 	failGen    uint64 // batches of an older generation are failed, not committed
 	checkpoint store.Checkpoint
-	cpSigned   chan struct{} // closed and replaced on every new checkpoint
+	changed    chan struct{} // closed and replaced on every commit of entries
 	cpWG       sync.WaitGroup
 	cpMu       sync.Mutex // one checkpoint signed at a time
 }
@@ -127,7 +127,7 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		toCommit: make(chan *batch, maxGroup),
 		closing:  make(chan struct{}),
 		closed:   make(chan struct{}),
-		cpSigned: make(chan struct{}),
+		changed:  make(chan struct{}),
 		ov:       newOverlay(),
 	}
 	m, err := newMetrics(cfg.Metrics)
@@ -512,6 +512,8 @@ func (j *Journal) commitGroup(group []*batch) {
 	}
 	j.stats.Commits++
 	j.stats.Entries += uint64(n)
+	close(j.changed)
+	j.changed = make(chan struct{})
 	j.mu.Unlock()
 	for _, b := range live {
 		for i, r := range b.reqs {
@@ -531,6 +533,14 @@ func (j *Journal) Stats() Stats {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.stats
+}
+
+// Changed returns a channel closed at the next commit of entries (this
+// node's or ingested ones): a sync stream waits on it to send what is new.
+func (j *Journal) Changed() <-chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.changed
 }
 
 // Durable returns the highest seq of this node's log known to be durable.

@@ -1,0 +1,235 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Peer keeps a node in sync with another node (an edge on the venue LAN or
+// a hub): it pushes what the other lacks as this node's log grows, follows
+// the other's stream of what this node lacks, and reconnects with jittered
+// backoff capped at a few seconds. URLs are tried in order, moving to the
+// next after a failure.
+type Peer struct {
+	URLs      []string
+	Node      *Node
+	Key       ed25519.PrivateKey // this node's key
+	Enrolment string             // this node's enrolment token
+	HTTP      *http.Client       // nil: a client without an overall timeout (streams are long)
+	// PushBatch caps the entries one push request carries (default 5,000).
+	PushBatch int
+
+	mu     sync.Mutex
+	status PeerStatus
+}
+
+// PeerStatus is what a node knows of a peer, for metrics and `canopy status`.
+type PeerStatus struct {
+	URL         string    `json:"url"`
+	Connected   bool      `json:"connected"`
+	LastContact time.Time `json:"last_contact"`
+	LastError   string    `json:"last_error,omitempty"`
+	Sent        int       `json:"sent"`
+	Received    int       `json:"received"`
+}
+
+// Status returns the peer's status.
+func (p *Peer) Status() PeerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
+func (p *Peer) note(f func(*PeerStatus)) {
+	p.mu.Lock()
+	f(&p.status)
+	p.mu.Unlock()
+}
+
+// backoff bounds between reconnection attempts.
+const (
+	backoffMin = 100 * time.Millisecond
+	backoffMax = 3 * time.Second
+)
+
+// Run syncs until ctx ends.
+func (p *Peer) Run(ctx context.Context) {
+	if p.HTTP == nil {
+		p.HTTP = &http.Client{Transport: &http.Transport{
+			ResponseHeaderTimeout: 10 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+		}}
+	}
+	if p.PushBatch <= 0 {
+		p.PushBatch = 5000
+	}
+	wait := backoffMin
+	for i := 0; ctx.Err() == nil; i++ {
+		url := strings.TrimRight(p.URLs[i%len(p.URLs)], "/")
+		p.note(func(s *PeerStatus) { s.URL = url })
+		start := time.Now()
+		err := p.session(ctx, url)
+		p.note(func(s *PeerStatus) {
+			s.Connected = false
+			if err != nil {
+				s.LastError = err.Error()
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		p.Node.Logger.Debug("sync: session ended", "peer", url, "err", err)
+		if time.Since(start) > 5*time.Second {
+			wait = backoffMin
+		}
+		jitter := time.Duration(rand.Int64N(int64(wait)/2 + 1))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait/2 + jitter):
+		}
+		wait = min(wait*2, backoffMax)
+	}
+}
+
+// session pushes and pulls until either direction fails.
+func (p *Peer) session(ctx context.Context, url string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- p.pushLoop(ctx, url) }()
+	go func() { errc <- p.pullLoop(ctx, url) }()
+	err := <-errc
+	cancel()
+	<-errc
+	return err
+}
+
+func (p *Peer) do(ctx context.Context, method, url string, body []byte, bodyHash [32]byte, ctype string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	sign(req, p.Key, p.Enrolment, bodyHash)
+	resp, err := p.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(b)))
+	}
+	p.note(func(s *PeerStatus) { s.Connected, s.LastContact = true, time.Now() })
+	return resp, nil
+}
+
+// pushLoop learns what the peer holds and sends what it lacks, again every
+// time this node commits something new.
+func (p *Peer) pushLoop(ctx context.Context, url string) error {
+	resp, err := p.do(ctx, http.MethodGet, url+"/v1/sync/vector", nil, emptyHash, "")
+	if err != nil {
+		return err
+	}
+	var vr VectorResponse
+	err = json.NewDecoder(resp.Body).Decode(&vr)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("vector of %s: %w", url, err)
+	}
+	if vr.Protocol != ProtocolVersion {
+		return fmt.Errorf("%w: %s speaks %d", ErrVersion, url, vr.Protocol)
+	}
+	theirs := vr.Vector
+	if theirs == nil {
+		theirs = Vector{}
+	}
+	for {
+		changed := p.Node.Journal.Changed()
+		var buf bytes.Buffer
+		sw, err := newWriter(&buf)
+		if err != nil {
+			return err
+		}
+		sent := Vector{}
+		for k, v := range theirs {
+			sent[k] = v
+		}
+		n, err := p.Node.sendMissing(ctx, sw, sent, p.PushBatch)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			if err := sw.end(); err != nil {
+				return err
+			}
+			if err := sw.flush(); err != nil {
+				return err
+			}
+			resp, err := p.do(ctx, http.MethodPost, url+"/v1/sync/push", buf.Bytes(), emptyHash, ContentType)
+			if err != nil {
+				return err
+			}
+			var pr PushResponse
+			err = json.NewDecoder(resp.Body).Decode(&pr)
+			resp.Body.Close()
+			if err != nil {
+				return fmt.Errorf("push to %s: %w", url, err)
+			}
+			p.note(func(s *PeerStatus) { s.Sent += pr.Added })
+			if pr.Refused != "" {
+				return fmt.Errorf("%s refused entries: %s", url, pr.Refused)
+			}
+			theirs = pr.Vector
+			if n >= p.PushBatch {
+				continue // more to send at once
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-time.After(p.Node.Heartbeat):
+		}
+	}
+}
+
+// pullLoop follows the peer's stream of what this node lacks.
+func (p *Peer) pullLoop(ctx context.Context, url string) error {
+	v, err := p.Node.Store.Vector(ctx, p.Node.Event.Slug)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(PullRequest{Protocol: ProtocolVersion, Vector: v, Follow: true})
+	if err != nil {
+		return err
+	}
+	resp, err := p.do(ctx, http.MethodPost, url+"/v1/sync/pull", body, sha256.Sum256(body), "application/json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rd, err := newReader(resp.Body)
+	if err != nil {
+		return err
+	}
+	added, err := p.Node.ingestStream(ctx, rd)
+	p.note(func(s *PeerStatus) { s.Received += added })
+	if err == nil {
+		err = fmt.Errorf("stream from %s ended", url)
+	}
+	return err
+}

@@ -1,0 +1,272 @@
+package replica
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"canopy/api"
+	"canopy/auth"
+	"canopy/journal"
+	"canopy/ledger"
+	"canopy/store"
+)
+
+// Node is what a sync endpoint serves: one event's store, and the journal
+// that stores what others send.
+type Node struct {
+	Event   *auth.Event
+	Journal *journal.Journal
+	Store   store.Store
+	Clock   ledger.Clock
+	Logger  *slog.Logger
+	// Heartbeat is how often an idle follow stream sends an end frame
+	// (default 10 s), so both sides notice a dead link.
+	Heartbeat time.Duration
+	// Stopping, when closed, ends follow streams (the daemon closes it as
+	// it shuts down, since http.Server.Shutdown waits for open streams).
+	Stopping <-chan struct{}
+
+	authors *authors
+}
+
+// Vector is a version vector: per author, the highest contiguous seq held.
+type Vector map[ledger.NodeID]uint64
+
+// VectorResponse answers GET /v1/sync/vector.
+type VectorResponse struct {
+	Protocol int           `json:"protocol"`
+	Node     ledger.NodeID `json:"node"`
+	Vector   Vector        `json:"vector"`
+}
+
+// PullRequest is the body of POST /v1/sync/pull.
+type PullRequest struct {
+	Protocol int    `json:"protocol"`
+	Vector   Vector `json:"vector"`
+	// Follow keeps the stream open, sending new entries as they commit.
+	Follow bool `json:"follow"`
+}
+
+// PushResponse answers POST /v1/sync/push.
+type PushResponse struct {
+	Added  int    `json:"added"`
+	Vector Vector `json:"vector"`
+	// Refused says why the rest of the stream was not taken, if it wasn't.
+	Refused string `json:"refused,omitempty"`
+}
+
+// Register serves the sync endpoints on s. They need a node's enrolment
+// and signature, not a device token.
+func Register(s *api.Server, n *Node) {
+	if n.Logger == nil {
+		n.Logger = slog.New(slog.DiscardHandler)
+	}
+	if n.Clock == nil {
+		n.Clock = ledger.SystemClock{}
+	}
+	if n.Heartbeat <= 0 {
+		n.Heartbeat = 10 * time.Second
+	}
+	n.authors = newAuthors(n.Event, n.Store)
+	s.Handle(api.Route{Pattern: "GET /v1/sync/vector", Handler: n.vector})
+	s.Handle(api.Route{Pattern: "POST /v1/sync/pull", Handler: n.pull})
+	s.Handle(api.Route{Pattern: "POST /v1/sync/push", MaxBody: 1 << 30, Handler: n.push})
+}
+
+func (n *Node) check(r *http.Request, bodyHash [32]byte) (*auth.Enrolment, error) {
+	enr, err := authenticate(n.Event, n.Clock.Now(), r, bodyHash)
+	if err != nil {
+		return nil, api.NewProblem(api.TypeNodeUnauthenticated, "%v", err)
+	}
+	return enr, nil
+}
+
+func (n *Node) vector(w http.ResponseWriter, r *http.Request) error {
+	if _, err := n.check(r, emptyHash); err != nil {
+		return err
+	}
+	v, err := n.Store.Vector(r.Context(), n.Event.Slug)
+	if err != nil {
+		return err
+	}
+	return api.WriteJSON(w, http.StatusOK, VectorResponse{Protocol: ProtocolVersion, Node: n.Journal.Node(), Vector: v})
+}
+
+func (n *Node) pull(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return api.NewProblem(api.TypeBodyUnreadable, "read pull request: %v", err)
+	}
+	peer, err := n.check(r, sha256.Sum256(body))
+	if err != nil {
+		return err
+	}
+	var req PullRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return api.NewProblem(api.TypeMalformedJSON, "pull request: %v", err)
+	}
+	if req.Protocol != ProtocolVersion {
+		return api.NewProblem(api.TypeSyncVersion, "peer speaks sync protocol %d, this node %d", req.Protocol, ProtocolVersion)
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(http.StatusOK)
+	sw, err := newWriter(w)
+	if err != nil {
+		return nil
+	}
+	flusher, _ := w.(http.Flusher)
+	sent := Vector{}
+	for k, v := range req.Vector {
+		sent[k] = v
+	}
+	ctx := r.Context()
+	for {
+		changed := n.Journal.Changed()
+		if _, err := n.sendMissing(ctx, sw, sent, 0); err != nil {
+			n.Logger.Warn("sync: pull stream", "peer", peer.Node.String(), "err", err)
+			return nil
+		}
+		if err := sw.end(); err != nil {
+			return nil
+		}
+		if err := sw.flush(); err != nil {
+			return nil
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if !req.Follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.Stopping:
+			return nil
+		case <-changed:
+		case <-time.After(n.Heartbeat):
+		}
+	}
+}
+
+// sendMissing writes held entries beyond sent, author by author in seq
+// order, at most limit of them (0: all), advances sent and returns how many
+// it wrote.
+func (n *Node) sendMissing(ctx context.Context, sw *writer, sent Vector, limit int) (int, error) {
+	held, err := n.Store.Vector(ctx, n.Event.Slug)
+	if err != nil {
+		return 0, err
+	}
+	count := 0
+	for node, top := range held {
+		for sent[node] < top {
+			want := 1000
+			if limit > 0 {
+				want = min(want, limit-count)
+			}
+			if want <= 0 {
+				return count, nil
+			}
+			page, err := n.Store.Entries(ctx, n.Event.Slug, node, sent[node]+1, top, want)
+			if err != nil {
+				return count, err
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, s := range page {
+				if err := sw.entry(s.Entry.Encode()); err != nil {
+					return count, err
+				}
+				sent[node] = s.Entry.Seq
+				count++
+			}
+		}
+	}
+	return count, nil
+}
+
+func (n *Node) push(w http.ResponseWriter, r *http.Request) error {
+	peer, err := n.check(r, emptyHash)
+	if err != nil {
+		return err
+	}
+	rd, err := newReader(r.Body)
+	if err != nil {
+		if errors.Is(err, ErrVersion) {
+			return api.NewProblem(api.TypeSyncVersion, "%v", err)
+		}
+		return api.NewProblem(api.TypeSyncMalformed, "%v", err)
+	}
+	added, refused := n.ingestStream(r.Context(), rd)
+	if refused != nil {
+		n.Logger.Warn("sync: refused part of a push", "peer", peer.Node.String(), "err", refused)
+	}
+	v, err := n.Store.Vector(r.Context(), n.Event.Slug)
+	if err != nil {
+		return err
+	}
+	resp := PushResponse{Added: added, Vector: v}
+	if refused != nil {
+		resp.Refused = refused.Error()
+	}
+	return api.WriteJSON(w, http.StatusOK, resp)
+}
+
+// chunk is how many received entries are verified and stored together.
+const chunk = 512
+
+// ingestStream verifies and stores the entries of a stream, committing a
+// chunk at a time (and at every end frame), until the stream ends or an
+// entry is refused. It returns how many were stored and why it stopped
+// early, if it did.
+func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
+	added := 0
+	var pending []store.Stored
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		k, err := n.Journal.Ingest(ctx, pending)
+		added += k
+		pending = pending[:0]
+		return err
+	}
+	for {
+		t, p, err := rd.next()
+		if errors.Is(err, io.EOF) {
+			return added, flush()
+		}
+		if err != nil {
+			ferr := flush()
+			return added, errors.Join(err, ferr)
+		}
+		switch t {
+		case frameEnd:
+			if err := flush(); err != nil {
+				return added, err
+			}
+		case frameEntry:
+			e, err := ledger.Decode(p)
+			if err != nil {
+				return added, errors.Join(fmt.Errorf("replica: entry: %w", err), flush())
+			}
+			if err := n.authors.check(ctx, e); err != nil {
+				return added, errors.Join(err, flush())
+			}
+			pending = append(pending, store.Stored{Entry: e, Hash: e.Hash()})
+			if len(pending) >= chunk {
+				if err := flush(); err != nil {
+					return added, err
+				}
+			}
+		}
+	}
+}
