@@ -20,6 +20,8 @@ import (
 type Config struct {
 	Node NodeConfig `toml:"node"`
 	Sync SyncConfig `toml:"sync"`
+	// Images is the [images] table: the OCI registry cache.
+	Images ImagesConfig `toml:"images"`
 }
 
 // NodeConfig is the [node] table.
@@ -45,6 +47,36 @@ type SyncConfig struct {
 	Hubs  []string `toml:"hubs"`
 	Peers []string `toml:"peers"`
 	Push  *bool    `toml:"push"`
+}
+
+// ImagesConfig is the [images] table: the image cache (an OCI pull-through
+// registry) the edge serves on its own listener when Listen is set.
+type ImagesConfig struct {
+	// Listen is the registry's listen address; empty: no image cache.
+	Listen string `toml:"listen"`
+	// Dir is the blob store (default <node.dir>/images).
+	Dir string `toml:"dir"`
+	// MaxBytes is the store's size budget in bytes (0: no limit).
+	MaxBytes int64 `toml:"max_bytes"`
+	// TagDeadline bounds the freshness check of a cached tag (default 500ms).
+	TagDeadline Duration `toml:"tag_deadline"`
+	// UpstreamTimeout bounds each mirror's answer for content not cached
+	// (default 10s).
+	UpstreamTimeout Duration `toml:"upstream_timeout"`
+	// Upstream lists the registries, chosen by repository prefix.
+	Upstream []ImageUpstream `toml:"upstream"`
+}
+
+// ImageUpstream is one [[images.upstream]] table.
+type ImageUpstream struct {
+	// Prefix selects this upstream for names "<prefix>/..." (stripped) and
+	// for containerd's ?ns=<prefix>; empty: every other name.
+	Prefix string `toml:"prefix"`
+	// Mirrors are base URLs, tried in order.
+	Mirrors  []string `toml:"mirrors"`
+	Username string   `toml:"username"`
+	Password string   `toml:"password"`
+	Token    string   `toml:"token"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("90s", "-2h").
@@ -131,6 +163,7 @@ var env = []struct {
 	{"CANOPY_LOG_LEVEL", func(c *Config, v string) error { c.Node.LogLevel = v; return nil }},
 	{"CANOPY_SYNC_HUBS", func(c *Config, v string) error { c.Sync.Hubs = splitList(v); return nil }},
 	{"CANOPY_SYNC_PEERS", func(c *Config, v string) error { c.Sync.Peers = splitList(v); return nil }},
+	{"CANOPY_IMAGES_LISTEN", func(c *Config, v string) error { c.Images.Listen = v; return nil }},
 }
 
 func splitList(v string) []string {
@@ -182,6 +215,57 @@ func (c *Config) Resolve() error {
 	for _, u := range append(append([]string(nil), c.Sync.Hubs...), c.Sync.Peers...) {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return fmt.Errorf("config: sync URL %q: want http:// or https://", u)
+		}
+	}
+	return c.resolveImages()
+}
+
+// resolveImages checks the [images] table (only when the cache is on).
+func (c *Config) resolveImages() error {
+	im := &c.Images
+	if im.Listen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(im.Listen); err != nil {
+		return fmt.Errorf("config: images.listen %q: %v", im.Listen, err)
+	}
+	if im.Dir == "" {
+		im.Dir = filepath.Join(c.Node.Dir, "images")
+	}
+	if im.MaxBytes < 0 {
+		return fmt.Errorf("config: images.max_bytes %d: want 0 (no limit) or more", im.MaxBytes)
+	}
+	if im.TagDeadline.Duration == 0 {
+		im.TagDeadline.Duration = 500 * time.Millisecond
+	}
+	if d := im.TagDeadline.Duration; d < 0 || d > time.Minute {
+		return fmt.Errorf("config: images.tag_deadline %v: want 0..1m", d)
+	}
+	if im.UpstreamTimeout.Duration == 0 {
+		im.UpstreamTimeout.Duration = 10 * time.Second
+	}
+	if d := im.UpstreamTimeout.Duration; d < 0 || d > 10*time.Minute {
+		return fmt.Errorf("config: images.upstream_timeout %v: want 0..10m", d)
+	}
+	if len(im.Upstream) == 0 {
+		return errors.New("config: images.listen is set but there is no [[images.upstream]]")
+	}
+	seen := map[string]bool{}
+	for i, u := range im.Upstream {
+		if seen[u.Prefix] {
+			return fmt.Errorf("config: images.upstream[%d]: prefix %q used twice", i, u.Prefix)
+		}
+		seen[u.Prefix] = true
+		if len(u.Mirrors) == 0 {
+			return fmt.Errorf("config: images.upstream[%d] (prefix %q): no mirrors", i, u.Prefix)
+		}
+		for _, m := range u.Mirrors {
+			if !strings.HasPrefix(m, "http://") && !strings.HasPrefix(m, "https://") {
+				return fmt.Errorf("config: images.upstream[%d] mirror %q: want http:// or https://", i, m)
+			}
+		}
+		if u.Token != "" && (u.Username != "" || u.Password != "") {
+			return fmt.Errorf("config: images.upstream[%d]: set token or username/password, not both", i)
 		}
 	}
 	return nil
