@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"canopy/auth"
@@ -23,7 +24,13 @@ const (
 // enrolment and signature.
 var ErrUnauthenticated = errors.New("replica: node not authenticated")
 
+// signedMessage is what a node signs. The path is taken from "/v1/sync/"
+// on, so a hub serving many events under a prefix
+// (/v1/events/<slug>/v1/sync/…) verifies the same bytes the node signed.
 func signedMessage(method, path string, bodyHash [32]byte) []byte {
+	if i := strings.Index(path, "/v1/sync/"); i >= 0 {
+		path = path[i:]
+	}
 	return fmt.Appendf(nil, "canopy-sync-v1\n%s\n%s\n%x\n", method, path, bodyHash)
 }
 
