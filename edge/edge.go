@@ -62,6 +62,8 @@ type Edge struct {
 	srv  *http.Server
 	done chan error
 
+	images *imageRegistry // the image cache, when [images] listen is set
+
 	// Sync: the endpoint other nodes call, and the peers this node calls.
 	Sync      *replica.Node
 	Peers     []*replica.Peer
@@ -163,6 +165,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	e.stopping = make(chan struct{})
 	e.Sync = &replica.Node{Event: ev, Journal: e.Journal, Store: st, Clock: clock, Logger: log, Stopping: e.stopping}
 	replica.Register(e.API, e.Sync)
+	if e.images, err = openImages(cfg.Images, log); err != nil {
+		return nil, err
+	}
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("edge: listen on %s: %w", cfg.Node.Listen, err)
@@ -241,6 +246,9 @@ func (e *Edge) Close(ctx context.Context) error {
 
 func (e *Edge) closeParts(ctx context.Context) error {
 	var errs []error
+	if e.images != nil {
+		errs = append(errs, e.images.close(ctx))
+	}
 	if e.Journal != nil {
 		if err := e.Journal.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("edge: close journal: %w", err))
