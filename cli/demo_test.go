@@ -52,14 +52,15 @@ var (
 	demoNode  = regexp.MustCompile(`edge node ([0-9a-f]{32})`)
 )
 
-// startDemo runs the demo in dir and waits (at most 30 s) until it has
-// printed its URL and token.
-func startDemo(t *testing.T, dir string) *demoRun {
+// startDemo runs the demo in dir with extra flags and waits (at most 30 s)
+// until it has printed its URL and token.
+func startDemo(t *testing.T, dir string, flags ...string) *demoRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &demoRun{out: new(syncBuffer), cancel: cancel, code: make(chan int, 1)}
+	args := append([]string{"demo", "--dir", dir, "--listen", "127.0.0.1:0"}, flags...)
 	go func() {
-		d.code <- cli.Run(ctx, []string{"demo", "--dir", dir, "--listen", "127.0.0.1:0"}, d.out, d.out)
+		d.code <- cli.Run(ctx, args, d.out, d.out)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -73,7 +74,7 @@ func startDemo(t *testing.T, dir string) *demoRun {
 	for {
 		out := d.out.String()
 		u, tok := demoURL.FindStringSubmatch(out), demoToken.FindStringSubmatch(out)
-		if u != nil && tok != nil && strings.Contains(out, "Press Ctrl-C to stop.") {
+		if u != nil && tok != nil && strings.Contains(out, "Press Ctrl-C to stop") {
 			d.url, d.token = u[1], tok[2]
 			if tp := tok[1]; tp != filepath.Join(dir, "organizer.token") {
 				t.Fatalf("token file %q, want it in the demo directory %s", tp, dir)
@@ -142,7 +143,7 @@ func demoRequest(t *testing.T, method, url, token, body string, header ...string
 func TestDemo(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 
-	first := startDemo(t, dir)
+	first := startDemo(t, dir, "--devices=false")
 	for _, want := range []string{first.url + "/healthz", first.url + "/metrics", first.url + "/v1/openapi.yaml",
 		"curl -s -X POST " + first.url + "/v1/log/notes"} {
 		if !strings.Contains(first.out.String(), want) {
@@ -163,7 +164,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	// Again on the same directory: the same event, node and log.
-	second := startDemo(t, dir)
+	second := startDemo(t, dir, "--devices=false")
 	if second.node == "" || second.node != first.node {
 		t.Fatalf("second demo runs node %q, first ran %q", second.node, first.node)
 	}
