@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -224,7 +225,7 @@ func (reg *testRegistry) addImage(t *testing.T, repo, tag string, nLayers, layer
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed+1))
 	img := &testImage{repo: repo, tag: tag}
-	cfgBody, _ := json.Marshal(ocispec.Image{Platform: ocispec.Platform{Architecture: "amd64", OS: "linux"}})
+	cfgBody, _ := json.Marshal(ocispec.Image{Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"}, RootFS: ocispec.RootFS{Type: "layers"}})
 	cfg := reg.addBlob(cfgBody)
 	cfg.MediaType = ocispec.MediaTypeImageConfig
 	img.config = cfg.Digest
@@ -250,7 +251,7 @@ func (reg *testRegistry) addImage(t *testing.T, repo, tag string, nLayers, layer
 		"mediaType":     MediaTypeDockerManifestList,
 		"manifests": []map[string]any{{
 			"mediaType": ocispec.MediaTypeImageManifest, "digest": img.manifest, "size": len(body),
-			"platform": map[string]string{"architecture": "amd64", "os": "linux"},
+			"platform": map[string]string{"architecture": runtime.GOARCH, "os": "linux"},
 		}},
 	}
 	img.indexBody, _ = json.Marshal(ix)
