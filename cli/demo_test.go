@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +16,10 @@ import (
 
 	"canopy/api"
 	"canopy/auth"
+	"canopy/checkin"
 	"canopy/cli"
+	"canopy/salesreport"
+	"canopy/simulate"
 )
 
 // syncBuffer is an io.Writer the command writes to while the test reads.
@@ -203,8 +207,139 @@ func TestDemoBadFlags(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "listen") {
 		t.Fatalf("demo --listen without a value: exit %d\nstderr: %s", r.code, r.stderr)
 	}
+	for _, bad := range [][]string{{"--rate", "0"}, {"--rate", "-3"}, {"--duration", "-1s"}, {"--devices=maybe"}} {
+		r = ceremonyRun(t, append([]string{"demo"}, bad...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, strings.TrimPrefix(strings.SplitN(bad[0], "=", 2)[0], "--")) {
+			t.Fatalf("demo %v: exit %d\nstderr: %s", bad, r.code, r.stderr)
+		}
+	}
 	r = ceremonyRun(t, "demo", "extra")
 	if r.code != 2 || !strings.Contains(r.stderr, `unexpected argument "extra"`) {
 		t.Fatalf("demo extra: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+}
+
+var (
+	demoSummaryLine = regexp.MustCompile(`(?m)^demo summary: (\{.*\})$`)
+	verifiedEntries = regexp.MustCompile(`(?m)^OK   node ([0-9a-f]{32}) \(demo-edge\): ([0-9]+) entries`)
+)
+
+// TestDemoDevices runs the whole demo event for 30 s with its simulated
+// devices and checks that it stops by itself with exit 0, that no device
+// met an unexpected answer, that every kind of answer came up, and that
+// the devices' counts match what the edge wrote down (its sales report and
+// its log, read offline from the demo's directory afterwards).
+func TestDemoDevices(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	out := new(syncBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	start := time.Now()
+	go func() {
+		code <- cli.Run(ctx, []string{"demo", "--dir", dir, "--listen", "127.0.0.1:0", "--duration", "30s"}, out, out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-code:
+		case <-time.After(30 * time.Second):
+			t.Error("demo did not stop within 30s of its context ending")
+		}
+	})
+	select {
+	case c := <-code:
+		code <- c // for the cleanup
+		if c != 0 {
+			t.Fatalf("demo exited with %d:\n%s", c, out)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("demo --duration 30s still running after 90s:\n%s", out)
+	}
+	if took := time.Since(start); took > 50*time.Second {
+		t.Fatalf("demo --duration 30s took %s", took)
+	}
+	text := out.String()
+	if !strings.Contains(text, "Stopped. The demo's event, keys and data are in "+dir) {
+		t.Fatalf("demo output does not say where the data is:\n%s", text)
+	}
+	if strings.Contains(text, "demo error:") {
+		t.Fatalf("a device met an unexpected answer:\n%s", text)
+	}
+	for _, want := range []string{"/v1/reports/sales -H \"Authorization: Bearer v4.public.", "orders/s", "revenue EUR ", "errors 0"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	m := demoSummaryLine.FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no final summary line:\n%s", text)
+	}
+	var sum simulate.Summary
+	if err := json.Unmarshal([]byte(m[1]), &sum); err != nil {
+		t.Fatalf("summary line: %v\n%s", err, m[1])
+	}
+	if sum.Errors != 0 {
+		t.Fatalf("%d errors: %+v", sum.Errors, sum.FirstErrors)
+	}
+	if sum.Orders == 0 || sum.Receipts == 0 || sum.Refunds == 0 || sum.SplitPayments == 0 || sum.Change == 0 || sum.Fulfilled == 0 {
+		t.Fatalf("the tills did not sell, split, give change, fulfil and refund: %s", m[1])
+	}
+	if sum.Scans.Accepted == 0 {
+		t.Fatalf("no accepted scan: %s", m[1])
+	}
+	for _, reason := range []string{checkin.ReasonAlreadyInside, checkin.ReasonExpired, checkin.ReasonNotYetValid, checkin.ReasonInvalidSignature} {
+		if sum.Scans.Rejected[reason] == 0 {
+			t.Fatalf("no scan rejected as %s: %s", reason, m[1])
+		}
+	}
+	for _, slot := range []int{0, 1} {
+		var first *simulate.Lot
+		for i := range sum.Lots {
+			if sum.Lots[i].Slot == slot {
+				first = &sum.Lots[i]
+				break
+			}
+		}
+		if first == nil || first.Bids == 0 {
+			t.Fatalf("lot slot %d: no lot with an accepted bid: %+v", slot, sum.Lots)
+		}
+	}
+	if sum.Bids.Extensions == 0 && sum.Bids.Closed == 0 {
+		t.Fatalf("no soft-close extension and no closed lot: %s", m[1])
+	}
+	if sum.Watcher.Bids == 0 {
+		t.Fatalf("the bid screen saw no bid: %s", m[1])
+	}
+
+	// The edge's own records, read offline from the demo's directory.
+	data, event := filepath.Join(dir, "data"), filepath.Join(dir, "event")
+	var stdout, stderr bytes.Buffer
+	if c := cli.Run(context.Background(), []string{"report", "sales", "--dir", data, "--event", event, "--json"}, &stdout, &stderr); c != 0 {
+		t.Fatalf("report sales: exit %d: %s", c, stderr.String())
+	}
+	var rep salesreport.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	tot := rep.Totals
+	var settled int64
+	for _, v := range tot.Payments {
+		settled += v
+	}
+	if int64(tot.Orders) != sum.Orders || int64(tot.Sold) != sum.Receipts || tot.Open != 0 ||
+		tot.Refunds != sum.Refunded || tot.Net != sum.Revenue || settled != sum.Settled {
+		t.Fatalf("the edge's sales report %+v disagrees with the devices' summary %s", tot, m[1])
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if c := cli.Run(context.Background(), []string{"verify", "log", data, "--event", event}, &stdout, &stderr); c != 0 {
+		t.Fatalf("verify log: exit %d:\n%s%s", c, stdout.String(), stderr.String())
+	}
+	v := verifiedEntries.FindStringSubmatch(stdout.String())
+	if v == nil {
+		t.Fatalf("verify log names no demo-edge log:\n%s", stdout.String())
+	}
+	if n, _ := strconv.ParseInt(v[2], 10, 64); n != sum.Entries+1 {
+		t.Fatalf("the edge's log holds %d entries; the devices appended %d after the enrolment", n, sum.Entries)
 	}
 }
