@@ -18,6 +18,8 @@ const (
 	CodeNameUnknown     = "NAME_UNKNOWN"
 	CodeUnsupported     = "UNSUPPORTED"
 	CodeDenied          = "DENIED"
+	// CodeUnavailable goes with 503 (the distribution registry's code).
+	CodeUnavailable = "UNAVAILABLE"
 )
 
 // Error is a registry error: an HTTP status and one spec error code.
@@ -43,6 +45,11 @@ var (
 	ErrDigestMismatch = errors.New("content does not match its digest")
 	// ErrTooLarge means upstream content exceeded a size limit.
 	ErrTooLarge = errors.New("content exceeds the size limit")
+	// ErrStore means the cache's disk failed (full, read-only, ...).
+	ErrStore = errors.New("image store")
+
+	// errStored tells joinFlight's caller the blob is stored now.
+	errStored = errors.New("blob stored meanwhile")
 )
 
 // writeError writes the spec's error JSON: {"errors":[{code,message,detail}]}.

@@ -48,9 +48,14 @@ func (c *Cache) joinFlight(up *upstream, repo string, d digest.Digest) (*flight,
 	if c.closed {
 		return nil, fmt.Errorf("%w: cache closing", ErrUnavailable)
 	}
+	// A flight commits its blob before it leaves c.flights, so a blob
+	// missed by the caller's look-up is either in flight or stored now.
+	if c.store.has(d) {
+		return nil, errStored
+	}
 	tmp, err := c.store.newTemp()
 	if err != nil {
-		return nil, fmt.Errorf("image store: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrStore, err)
 	}
 	f := &flight{d: d, file: tmp, size: -1, refs: 2}
 	f.cond = sync.NewCond(&f.mu)
@@ -60,7 +65,10 @@ func (c *Cache) joinFlight(up *upstream, repo string, d digest.Digest) (*flight,
 		defer c.wg.Done()
 		err := c.fetch(f, up, repo)
 		if err == nil {
-			err = c.store.commit(f.file, d, f.written)
+			if err = c.store.commit(f.file, d, f.written); err != nil {
+				err = fmt.Errorf("%w: %v", ErrStore, err)
+				_ = os.Remove(f.file.Name())
+			}
 		} else {
 			_ = os.Remove(f.file.Name())
 		}
@@ -155,7 +163,7 @@ func (c *Cache) fetch(f *flight, up *upstream, repo string) error {
 			ok = true
 			break
 		}
-		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrTooLarge) || c.ctx.Err() != nil {
+		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrStore) || c.ctx.Err() != nil {
 			return err
 		}
 		lastErr = err
@@ -214,7 +222,7 @@ func (c *Cache) copyBody(ctx context.Context, cancel context.CancelFunc, f *flig
 				return fmt.Errorf("%w: upstream sent more than %d bytes", ErrDigestMismatch, f.size)
 			}
 			if _, err := f.file.Write(buf[:n]); err != nil {
-				return fmt.Errorf("image store: %w", err)
+				return fmt.Errorf("%w: %v", ErrStore, err)
 			}
 			h.Write(buf[:n])
 			f.mu.Lock()

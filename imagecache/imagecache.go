@@ -248,12 +248,12 @@ func (c *Cache) fetchManifest(ctx context.Context, up *upstream, repo, tag strin
 		return nil, fmt.Errorf("%w: %v", errBadManifest, err)
 	}
 	if err := c.store.putManifest(d, body, info.MediaType); err != nil {
-		return nil, fmt.Errorf("image store: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrStore, err)
 	}
 	if tag != "" {
 		rec := tagRecord{Digest: d, MediaType: info.MediaType, Fetched: c.cfg.Now().UTC()}
 		if err := c.store.setTag(up.key, repo, tag, rec); err != nil {
-			return nil, fmt.Errorf("image store: %w", err)
+			return nil, fmt.Errorf("%w: %v", ErrStore, err)
 		}
 	}
 	return &fetchedManifest{body: body, mediaType: info.MediaType, digest: d}, nil
@@ -330,6 +330,9 @@ func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, rt route, 
 // upstreamError maps a failed upstream fetch to the spec's error: the
 // content is unknown to this cache (404), whatever the reason.
 func (c *Cache) upstreamError(err error, code, what string) *Error {
+	if errors.Is(err, ErrStore) {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "%s: %v", what, err)
+	}
 	var why string
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -360,12 +363,9 @@ func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, rt route, up *
 	h := w.Header()
 	h.Set("Docker-Content-Digest", rt.digest.String())
 	h.Set("Etag", `"`+rt.digest.String()+`"`)
-	if f, _, err := c.store.openBlob(rt.digest); err == nil {
-		defer f.Close()
+	if c.store.has(rt.digest) {
 		h.Set(HeaderCache, "hit")
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set("Cache-Control", "max-age=31536000, immutable")
-		http.ServeContent(w, r, "", time.Time{}, f)
+		c.serveStoredBlob(w, r, rt.digest)
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -386,6 +386,10 @@ func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, rt route, up *
 		}
 	}
 	f, err := c.joinFlight(up, repo, rt.digest)
+	if errors.Is(err, errStored) {
+		c.serveStoredBlob(w, r, rt.digest)
+		return
+	}
 	if err != nil {
 		writeError(w, r, c.upstreamError(err, CodeBlobUnknown, "blob "+rt.digest.String()))
 		return
@@ -412,15 +416,8 @@ func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, rt route, up *
 			writeError(w, r, c.upstreamError(ferr, CodeBlobUnknown, "blob "+rt.digest.String()))
 			return
 		}
-		sf, _, err := c.store.openBlob(rt.digest)
-		if err != nil {
-			writeError(w, r, errorf(http.StatusNotFound, CodeBlobUnknown, "blob %s: evicted while fetched", rt.digest))
-			return
-		}
-		defer sf.Close()
 		h.Set(HeaderCache, "miss")
-		h.Set("Content-Type", "application/octet-stream")
-		http.ServeContent(w, r, "", time.Time{}, sf)
+		c.serveStoredBlob(w, r, rt.digest)
 		return
 	}
 	h.Set(HeaderCache, "miss")
@@ -433,6 +430,23 @@ func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, rt route, up *
 		// failed transfer, never a complete wrong blob.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// serveStoredBlob serves a stored blob (with Range and HEAD).
+func (c *Cache) serveStoredBlob(w http.ResponseWriter, r *http.Request, d digest.Digest) {
+	f, _, err := c.store.openBlob(d)
+	if errors.Is(err, errNotCached) {
+		writeError(w, r, errorf(http.StatusNotFound, CodeBlobUnknown, "blob %s: evicted meanwhile", d))
+		return
+	}
+	if err != nil {
+		writeError(w, r, errorf(http.StatusServiceUnavailable, CodeUnavailable, "blob %s: %s: %v", d, ErrStore, err))
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "max-age=31536000, immutable")
+	http.ServeContent(w, r, "", time.Time{}, f)
 }
 
 // maxTagPages bounds how many pages of an upstream tag list are followed.
@@ -644,6 +658,9 @@ func (c *Cache) warmBlob(ctx context.Context, up *upstream, repo string, d ocisp
 		return nil
 	}
 	f, err := c.joinFlight(up, repo, d.Digest)
+	if errors.Is(err, errStored) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("imagecache: blob %s: %w", d.Digest, err)
 	}
