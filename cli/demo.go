@@ -260,7 +260,7 @@ func (s *demoScreen) draw(sum simulate.Summary, now time.Time) {
 		for i, p := range parts {
 			parts[i] = strings.Join(strings.Fields(p), " ")
 		}
-		fmt.Fprintf(s.w, "demo %s: %s\n", (time.Duration(sum.Seconds) * time.Second).Round(time.Second), strings.Join(parts, " | "))
+		fmt.Fprintf(s.w, "demo %s: %s\n", time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second), strings.Join(parts, " | "))
 		return
 	}
 	var b strings.Builder
@@ -268,7 +268,7 @@ func (s *demoScreen) draw(sum simulate.Summary, now time.Time) {
 		fmt.Fprintf(&b, "\x1b[%dA\r\x1b[J", s.drawn)
 	}
 	lines := s.lines(sum, now, "\n          ")
-	lines = append([]string{fmt.Sprintf("\n\x1b[1m── live, %s ──\x1b[0m", (time.Duration(sum.Seconds) * time.Second).Round(time.Second))}, lines...)
+	lines = append([]string{fmt.Sprintf("\n\x1b[1m── live, %s ──\x1b[0m", time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second))}, lines...)
 	lines = append(lines, fmt.Sprintf("try       curl -s %s/v1/reports/sales -H \"Authorization: Bearer $(cat %s)\"", s.url, s.tokenPath))
 	for _, f := range s.failures {
 		lines = append(lines, "  first   "+f)
@@ -325,7 +325,7 @@ func (s *demoScreen) lines(sum simulate.Summary, now time.Time, sep string) []st
 	if len(lots) == 0 {
 		lots = []string{"opening"}
 	}
-	lot := fmt.Sprintf("lots      %s (bids %d, extensions %d, closed %d)", strings.Join(lots, sep), sum.Bids.Accepted, sum.Bids.Extensions, sum.Bids.Closed)
+	lot := fmt.Sprintf("lots      bids %d, soft-close extensions %d, lots closed %d%s%s", sum.Bids.Accepted, sum.Bids.Extensions, sum.Bids.Closed, sep, strings.Join(lots, sep))
 	errs := fmt.Sprintf("errors    %d", sum.Errors)
 	return []string{sales, door, lot, errs}
 }
