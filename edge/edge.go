@@ -165,7 +165,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	e.stopping = make(chan struct{})
 	e.Sync = &replica.Node{Event: ev, Journal: e.Journal, Store: st, Clock: clock, Logger: log, Stopping: e.stopping}
 	replica.Register(e.API, e.Sync)
-	if e.images, err = openImages(cfg.Images, log); err != nil {
+	if e.images, err = openImages(cfg.Images, log, reg); err != nil {
 		return nil, err
 	}
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"canopy/config"
 	"canopy/imagecache"
 )
@@ -22,8 +24,8 @@ type imageRegistry struct {
 }
 
 // openImages starts the image cache when [images] listen is set (nil
-// otherwise). It needs no uplink.
-func openImages(cfg config.ImagesConfig, log *slog.Logger) (*imageRegistry, error) {
+// otherwise). It needs no uplink. Its metrics join the edge's /metrics.
+func openImages(cfg config.ImagesConfig, log *slog.Logger, metrics prometheus.Registerer) (*imageRegistry, error) {
 	if cfg.Listen == "" {
 		return nil, nil
 	}
@@ -39,6 +41,7 @@ func openImages(cfg config.ImagesConfig, log *slog.Logger) (*imageRegistry, erro
 		UpstreamTimeout: cfg.UpstreamTimeout.Duration,
 		Upstreams:       ups,
 		Logger:          log,
+		Metrics:         metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edge: image cache: %w", err)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -70,6 +71,9 @@ func TestImageCache(t *testing.T) {
 	}
 	if st, _, _ := get(e.URL() + "/v2/"); st == 200 {
 		t.Fatal("the device API serves the registry")
+	}
+	if st, b, _ := get(e.URL() + "/metrics"); st != 200 || !strings.Contains(string(b), `canopy_imagecache_requests_total{kind="blob",result="miss"} 1`) {
+		t.Fatalf("edge /metrics lacks the image cache's: %d", st)
 	}
 	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -66,6 +67,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+	// Metrics, if set, receives the cache's metrics.
+	Metrics prometheus.Registerer
 }
 
 // Cache is the registry cache; it is an http.Handler for /v2/.
@@ -75,6 +78,7 @@ type Cache struct {
 	ups   []*upstream // longest prefix first
 	log   *slog.Logger
 	group singleflight.Group
+	m     *metrics
 
 	ctx    context.Context // ends on Close; background fetches use it
 	cancel context.CancelFunc
@@ -122,6 +126,7 @@ func New(cfg Config) (*Cache, error) {
 		if err != nil {
 			return nil, fmt.Errorf("imagecache: %w", err)
 		}
+		up.observe = c.observeUpstream
 		c.ups = append(c.ups, up)
 	}
 	sort.SliceStable(c.ups, func(i, j int) bool { return len(c.ups[i].Prefix) > len(c.ups[j].Prefix) })
@@ -130,8 +135,16 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("imagecache: %w", err)
 	}
 	c.store = st
+	c.m = newMetrics(cfg.Metrics, st)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
+}
+
+func (c *Cache) observeUpstream(d time.Duration, err error) {
+	c.m.upstreamTimes.Observe(d.Seconds())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		c.m.upstreamErrs.Inc()
+	}
 }
 
 // Close stops background fetches and waits for them.
@@ -190,6 +203,9 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, rerr)
 		return
 	}
+	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
+	defer c.count(rt.kind, rw)
+	w = rw
 	switch rt.kind {
 	case routeManifest:
 		c.serveManifest(w, r, rt, up, repo)
@@ -199,6 +215,51 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.serveTags(w, r, rt, up, repo)
 	default:
 		writeError(w, r, errorf(http.StatusNotFound, CodeUnsupported, "the referrers API is not served; use the sha256-<hex> tag fallback"))
+	}
+}
+
+// recorder notes a response's status and body size for the metrics.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (r *recorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	r.n += int64(n)
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (c *Cache) count(kind string, rw *recorder) {
+	h := rw.Header()
+	result := h.Get(HeaderCache)
+	switch {
+	case rw.status >= 400:
+		result = "error"
+	case h.Get(HeaderStale) == "true":
+		result = "stale"
+	case result == "":
+		result = "miss"
+	}
+	c.m.requests.WithLabelValues(kind, result).Inc()
+	if kind == routeBlob && rw.n > 0 {
+		src := "upstream"
+		if h.Get(HeaderCache) == "hit" {
+			src = "disk"
+		}
+		c.m.bytes.WithLabelValues(src).Add(float64(rw.n))
 	}
 }
 

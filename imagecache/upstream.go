@@ -37,6 +37,7 @@ type upstream struct {
 	key     string // directory under tags/ for this upstream
 	mirrors []*url.URL
 	client  *http.Client
+	observe func(time.Duration, error) // metrics; may be nil
 
 	mu     sync.Mutex
 	tokens map[string]bearer // by mirror host and scope
@@ -101,7 +102,11 @@ func repoFor(m *url.URL, repo string) string {
 // or 206. Each mirror has headerTimeout to send its response headers (the
 // body is not bounded by it). A 404 from every mirror that answered is
 // ErrNotFound; otherwise the failure wraps ErrUnavailable.
-func (u *upstream) get(ctx context.Context, method, repo, path string, hdr http.Header, headerTimeout time.Duration) (*http.Response, error) {
+func (u *upstream) get(ctx context.Context, method, repo, path string, hdr http.Header, headerTimeout time.Duration) (resp *http.Response, err error) {
+	if u.observe != nil {
+		start := time.Now()
+		defer func() { u.observe(time.Since(start), err) }()
+	}
 	var errs []error
 	notFound := 0
 	for _, m := range u.mirrors {
