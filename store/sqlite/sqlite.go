@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -119,8 +120,11 @@ var ErrReadOnly = errors.New("sqlite store: opened read-only")
 type Store struct {
 	path     string
 	readOnly bool
-	w        *sql.DB // exactly one connection: every write goes through it
-	r        *sql.DB // read-only pool
+	w        *sql.DB
+	cp       *sql.DB // background WAL checkpointer
+	cpStop   chan struct{}
+	cpDone   chan struct{} // exactly one connection: every write goes through it
+	r        *sql.DB       // read-only pool
 	wsem     chan struct{}
 	ws       writeStmts
 	rs       readStmts
@@ -162,6 +166,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		// Set before WAL mode, so a new file is created with them.
 		wq.Add("_pragma", "page_size(16384)")
 		wq.Add("_pragma", "journal_mode(WAL)")
+		// The WAL is checkpointed in the background (checkpointLoop), not by
+		// whichever commit crosses the threshold, so a commit never waits
+		// for a checkpoint's writes and fsync.
+		wq.Add("_pragma", "wal_autocheckpoint(0)")
 	}
 	wq.Add("_pragma", "synchronous(FULL)")
 	wq.Add("_pragma", "temp_store(MEMORY)") // statement journals stay off the disk
@@ -206,7 +214,51 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("sqlite store %s: prepare: %w", path, err)
 	}
+	if !o.readOnly {
+		cq := url.Values{}
+		cq.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeout.Milliseconds()))
+		s.cp, err = sql.Open("sqlite", dsn(abs, cq))
+		if err != nil {
+			s.closeDBs()
+			return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+		}
+		s.cp.SetMaxOpenConns(1)
+		s.cpStop = make(chan struct{})
+		s.cpDone = make(chan struct{})
+		go s.checkpointLoop()
+	}
 	return s, nil
+}
+
+// How the background checkpointer runs: it looks at the WAL's size every
+// checkpointPoll and checkpoints once it exceeds checkpointWAL bytes.
+const (
+	checkpointPoll = 100 * time.Millisecond
+	checkpointWAL  = 16 << 20
+)
+
+// checkpointLoop copies committed WAL frames into the database file in the
+// background (PASSIVE: it never blocks readers or the writer) once the WAL
+// has grown, so the WAL is reused instead of growing without bound and no
+// commit waits for a checkpoint.
+func (s *Store) checkpointLoop() {
+	defer close(s.cpDone)
+	t := time.NewTicker(checkpointPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.cpStop:
+			return
+		case <-t.C:
+			fi, err := os.Stat(s.path + "-wal")
+			if err != nil || fi.Size() < checkpointWAL {
+				continue
+			}
+			// An error here (a busy database, a full disk) only delays the
+			// checkpoint; the WAL keeps every commit durable meanwhile.
+			_, _ = s.cp.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // dsn builds a file: URI for path, escaping what SQLite's URI parser would
@@ -289,6 +341,12 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) closeDBs() error {
+	if s.cpStop != nil {
+		close(s.cpStop)
+		<-s.cpDone
+		s.cp.Close()
+		s.cpStop = nil
+	}
 	s.ws.close()
 	s.rs.close()
 	var errs []error
