@@ -3,6 +3,7 @@ package imagecache
 import (
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,11 +33,15 @@ func TestFullDisk(t *testing.T) {
 	if r.status == 200 && r.err == nil {
 		t.Fatalf("a 2 MiB blob was served whole from a 1 MiB disk")
 	}
-	waitFor(t, 5*time.Second, "the failed fetch to end", func() bool {
+	// The failed fetch's file is gone once its last reader closes it.
+	freed := func() bool {
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.flights) == 0
-	})
+		n := len(c.flights)
+		c.mu.Unlock()
+		var fs syscall.Statfs_t
+		return n == 0 && syscall.Statfs(dir, &fs) == nil && int64(fs.Bavail)*int64(fs.Bsize) > 768<<10
+	}
+	waitFor(t, 5*time.Second, "the failed fetch to free the disk", freed)
 	wantError(t, do(t, "GET", url+"/v2/app/blobs/"+l.String(), map[string]string{"Range": "bytes=0-9"}), 503, CodeUnavailable)
 	if c.store.has(l) {
 		t.Fatal("a partial blob is in the store")
@@ -44,6 +49,7 @@ func TestFullDisk(t *testing.T) {
 	if ents, _ := os.ReadDir(dir + "/tmp"); len(ents) != 0 {
 		t.Fatalf("%d temporary files left on the full disk", len(ents))
 	}
+	waitFor(t, 5*time.Second, "the failed fetch to free the disk", freed)
 	if err := pullImage(t, url, reg, small, nil); err != nil {
 		t.Fatalf("after a full disk: %v", err)
 	}
