@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,7 +26,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 )
@@ -424,9 +424,9 @@ func (c *Cache) serveBlob(w http.ResponseWriter, r *http.Request, rt route, up *
 	h := w.Header()
 	h.Set("Docker-Content-Digest", rt.digest.String())
 	h.Set("Etag", `"`+rt.digest.String()+`"`)
-	if c.store.has(rt.digest) {
+	if f, _, err := c.store.openBlob(rt.digest); err == nil {
 		h.Set(HeaderCache, "hit")
-		c.serveStoredBlob(w, r, rt.digest)
+		serveFile(w, r, f)
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -504,6 +504,11 @@ func (c *Cache) serveStoredBlob(w http.ResponseWriter, r *http.Request, d digest
 		writeError(w, r, errorf(http.StatusServiceUnavailable, CodeUnavailable, "blob %s: %s: %v", d, ErrStore, err))
 		return
 	}
+	serveFile(w, r, f)
+}
+
+// serveFile serves an open blob (with Range and HEAD) and closes it.
+func serveFile(w http.ResponseWriter, r *http.Request, f *os.File) {
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Cache-Control", "max-age=31536000, immutable")
@@ -639,101 +644,6 @@ func (c *Cache) serveTags(w http.ResponseWriter, r *http.Request, rt route, up *
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(buf.Bytes())
 	}
-}
-
-// Pin fetches the image name:reference (a tag or digest) with every
-// platform's manifest and blob, and marks all of it as never evicted.
-func (c *Cache) Pin(ctx context.Context, name, ref string) error {
-	if err := validName(name); err != nil {
-		return err
-	}
-	up, repo, rerr := c.resolve(name, "")
-	if rerr != nil {
-		return rerr
-	}
-	var root digest.Digest
-	if strings.Contains(ref, ":") {
-		d, err := parseDigest(ref)
-		if err != nil {
-			return err
-		}
-		root = d
-	} else if !anchoredTag(ref) {
-		return fmt.Errorf("imagecache: invalid tag %q", ref)
-	}
-	var pins []digest.Digest
-	var walk func(d digest.Digest, tag string) error
-	walk = func(d digest.Digest, tag string) error {
-		if tag != "" {
-			m, err := c.fetchManifest(ctx, up, repo, tag, "")
-			if err != nil {
-				rec, ok := c.store.tag(up.key, repo, tag)
-				if !ok {
-					return fmt.Errorf("imagecache: pin %s:%s: %w", name, tag, err)
-				}
-				d = rec.Digest
-			} else {
-				d = m.digest
-			}
-		}
-		body, mt, err := c.store.manifest(d)
-		if err != nil {
-			m, ferr := c.fetchManifest(ctx, up, repo, "", d)
-			if ferr != nil {
-				return fmt.Errorf("imagecache: pin manifest %s: %w", d, ferr)
-			}
-			body, mt = m.body, m.mediaType
-		}
-		pins = append(pins, d)
-		info, err := parseManifest(body, mt)
-		if err != nil {
-			return fmt.Errorf("imagecache: pin manifest %s: %w", d, err)
-		}
-		for _, ref := range info.Refs {
-			if info.Index {
-				if err := walk(ref.Digest, ""); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := c.warmBlob(ctx, up, repo, ref); err != nil {
-				return err
-			}
-			pins = append(pins, ref.Digest)
-		}
-		return nil
-	}
-	tag := ""
-	if root == "" {
-		tag = ref
-	}
-	if err := walk(root, tag); err != nil {
-		return err
-	}
-	return c.store.pin(pins...)
-}
-
-// warmBlob makes sure blob d is stored, fetching it if needed.
-func (c *Cache) warmBlob(ctx context.Context, up *upstream, repo string, d ocispec.Descriptor) error {
-	if c.store.has(d.Digest) {
-		return nil
-	}
-	f, err := c.joinFlight(up, repo, d.Digest)
-	if errors.Is(err, errStored) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("imagecache: blob %s: %w", d.Digest, err)
-	}
-	defer f.leave()
-	var ferr error
-	if err := f.wait(ctx, func() bool { ferr = f.err; return f.done }); err != nil {
-		return err
-	}
-	if ferr != nil {
-		return fmt.Errorf("imagecache: blob %s: %w", d.Digest, ferr)
-	}
-	return nil
 }
 
 // Interface guards.

@@ -452,8 +452,12 @@ func TestEvictionKeepsPins(t *testing.T) {
 	pinned := reg.addImage(t, "app", "pinned", 2, 40<<10, 10)
 	other := reg.addImage(t, "app", "other", 2, 40<<10, 11)
 	c, url := testCache(t, t.TempDir(), []string{reg.srv.URL}, func(c *Config) { c.MaxBytes = 120 << 10 })
-	if err := c.Pin(t.Context(), "app", "pinned"); err != nil {
+	res, err := c.Pin(t.Context(), "app", "pinned", PinOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Digest != pinned.manifest || res.Blobs != 3 || res.Manifests != 1 {
+		t.Fatalf("pin: %+v", res)
 	}
 	if err := pullImage(t, url, reg, other, nil); err != nil {
 		t.Fatal(err)

@@ -141,6 +141,7 @@ func (s *store) openBlob(d digest.Digest) (*os.File, int64, error) {
 	f, err := os.Open(s.blobPath(d))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			s.forget(d) // removed by another process (canopy images rm)
 			return nil, 0, errNotCached
 		}
 		return nil, 0, err
@@ -162,6 +163,7 @@ func (s *store) manifest(d digest.Digest) ([]byte, string, error) {
 	b, err := os.ReadFile(s.blobPath(d))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			s.forget(d)
 			return nil, "", errNotCached
 		}
 		return nil, "", err
@@ -377,4 +379,59 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		d.Close()
 	}
+}
+
+// forget drops d from the index after its file vanished.
+func (s *store) forget(d digest.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.blobs[d]; e != nil {
+		s.total -= e.size
+		delete(s.blobs, d)
+	}
+}
+
+// size is the stored size of d (0 if not stored).
+func (s *store) size(d digest.Digest) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.blobs[d]; e != nil {
+		return e.size
+	}
+	return 0
+}
+
+func (s *store) pinned(d digest.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pins[d]
+}
+
+// remove deletes blobs (and their pins), returning the bytes freed.
+func (s *store) remove(ds ...digest.Digest) (int64, error) {
+	var freed int64
+	s.mu.Lock()
+	unpinned := false
+	for _, d := range ds {
+		if e := s.blobs[d]; e != nil {
+			freed += e.size
+			s.total -= e.size
+			delete(s.blobs, d)
+		}
+		if s.pins[d] {
+			delete(s.pins, d)
+			unpinned = true
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range ds {
+		if err := os.Remove(s.blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return freed, err
+		}
+		_ = os.Remove(s.blobPath(d) + ".type")
+	}
+	if unpinned {
+		return freed, s.pin()
+	}
+	return freed, nil
 }
