@@ -117,6 +117,17 @@ func TestTwoHubsOnOnePostgres(t *testing.T) {
 	sell(t, b, org, "b", 3)
 	waitSame(t, slug, 20*time.Second, h1.Store, a.Store, b.Store, c.Store, h2.Store)
 
+	// A live write on A reaches B through two processes: hub 1 stores it,
+	// hub 2 finds it at its next look (every DefaultSharedHeartbeat).
+	start := time.Now()
+	note(t, a, org, "a-live")
+	waitSame(t, slug, 10*time.Second, a.Store, b.Store)
+	took := time.Since(start)
+	t.Logf("a live write crossed from hub 1 to hub 2 in %s", took)
+	if took > 2*hub.DefaultSharedHeartbeat+time.Second {
+		t.Errorf("a write took %s to cross from hub 1 to hub 2", took)
+	}
+
 	if err := viewset.All().Verify(context.Background(), h1.Store, slug); err != nil {
 		t.Errorf("stored views of the shared store: %v", err)
 	}
@@ -126,7 +137,7 @@ func TestTwoHubsOnOnePostgres(t *testing.T) {
 	}
 	// Each edge: its enrolment and every write; each hub: its enrolment.
 	// Orders: vendor, SKU, then an order and a payment each (3 of each).
-	want := map[string]uint64{"a": 31 + 2 + 6, "b": 31 + 2 + 6, "c": 31, "hub-1": 1, "hub-2": 1}
+	want := map[string]uint64{"a": 31 + 2 + 6 + 1, "b": 31 + 2 + 6, "c": 31, "hub-1": 1, "hub-2": 1}
 	got := map[string]uint64{
 		"a": v[a.Enrolment.Node], "b": v[b.Enrolment.Node], "c": v[c.Enrolment.Node],
 		"hub-1": v[n1], "hub-2": v[n2],
