@@ -475,3 +475,21 @@ func TestEvictionKeepsPins(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestInterruptedFetchResumes(t *testing.T) {
+	reg := newTestRegistry(t)
+	img := reg.addImage(t, "app", "v1", 1, 1<<20, 60)
+	l := img.layers[0]
+	reg.breakOnce[l] = true
+	_, url := testCache(t, t.TempDir(), []string{reg.srv.URL}, nil)
+	r := do(t, "GET", url+"/v2/app/blobs/"+l.String(), nil)
+	if r.status != 200 || r.err != nil || !bytes.Equal(r.body, reg.blob(l)) {
+		t.Fatalf("resumed blob: %d %v (%d bytes)", r.status, r.err, len(r.body))
+	}
+	reg.mu.Lock()
+	ranges := reg.ranges
+	reg.mu.Unlock()
+	if reg.count("GET", "/v2/app/blobs/"+l.String()) != 2 || len(ranges) != 1 || ranges[0] == "bytes=0-" {
+		t.Fatalf("want one resumed request, got ranges %v", ranges)
+	}
+}

@@ -30,6 +30,8 @@ type testRegistry struct {
 	counts    map[string]int // "GET /v2/..." → requests
 	corrupt   map[digest.Digest]bool
 	gates     map[digest.Digest]chan struct{} // blob bodies wait for these
+	breakOnce map[digest.Digest]bool          // the first GET breaks half-way
+	ranges    []string                        // Range headers of blob GETs
 	hang      bool
 	stop      chan struct{} // ends hung handlers
 	// token auth: when set, /v2/ requests need "Bearer <token>".
@@ -50,6 +52,7 @@ func newTestRegistry(t *testing.T) *testRegistry {
 		counts:    map[string]int{},
 		corrupt:   map[digest.Digest]bool{},
 		gates:     map[digest.Digest]chan struct{}{},
+		breakOnce: map[digest.Digest]bool{},
 		stop:      make(chan struct{}),
 	}
 	reg.srv = httptest.NewServer(reg)
@@ -146,6 +149,31 @@ func (reg *testRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.Header().Set("Docker-Content-Digest", d.String())
 		if r.Method != http.MethodGet {
+			return
+		}
+		reg.mu.Lock()
+		breakNow := reg.breakOnce[d]
+		delete(reg.breakOnce, d)
+		rng := r.Header.Get("Range")
+		if rng != "" {
+			reg.ranges = append(reg.ranges, rng)
+		}
+		reg.mu.Unlock()
+		if breakNow {
+			_, _ = w.Write(b[:len(b)/2])
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler) // the connection drops mid-body
+		}
+		if from, ok := strings.CutPrefix(rng, "bytes="); ok && strings.HasSuffix(from, "-") {
+			n, err := strconv.Atoi(strings.TrimSuffix(from, "-"))
+			if err != nil || n >= len(b) {
+				w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+				return
+			}
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(b)-1, len(b)))
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)-n))
+			w.WriteHeader(http.StatusPartialContent)
+			_, _ = w.Write(b[n:])
 			return
 		}
 		if gate == nil {
