@@ -153,6 +153,11 @@ func TestHubCommandRejectsBadInput(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", c.args, r.code, r.stderr, c.code, c.mention)
 		}
 	}
+	// CANOPY_HUB_DB is read when --db is not given.
+	t.Setenv("CANOPY_HUB_DB", "sqlserver://u@h/db")
+	if r := ceremonyRun(t, "hub", "--dir", hubDir, "--listen", "127.0.0.1:0"); r.code != 1 || !strings.Contains(r.stderr, "sqlserver://") {
+		t.Errorf("CANOPY_HUB_DB ignored: exit %d, stderr %q", r.code, r.stderr)
+	}
 	if ents, _ := os.ReadDir(filepath.Join(hubDir, hub.EventsDir)); len(ents) != 0 {
 		t.Fatalf("refused add-events left %d entries in the events directory", len(ents))
 	}
