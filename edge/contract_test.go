@@ -124,7 +124,7 @@ func init() {
 	for _, route := range []string{
 		"GET /v1/catalog", "GET /v1/inventory", "GET /v1/log/checkpoint", "GET /v1/log/entries",
 		"GET /v1/lots", "GET /v1/lots/{id}", "GET /v1/lots/{id}/events", "GET /v1/occupancy",
-		"GET /v1/orders", "GET /v1/orders/{id}", "GET /v1/receipts/{id}", "GET /v1/revocations",
+		"GET /v1/orders", "GET /v1/orders/{id}", "GET /v1/receipts/{id}", "GET /v1/reconciliation", "GET /v1/revocations",
 		"GET /v1/vendors",
 	} {
 		cannotProduce[route+" 503"] = "a read fails only on a failing disk (I/O error), which a test cannot cause without fault injection"
@@ -416,6 +416,11 @@ func TestContract(t *testing.T) {
 		c.expect(t, 200, "GET", "/v1/reports/sales?from="+now.Add(-time.Hour).Format(time.RFC3339)+"&to="+now.Add(time.Hour).Format(time.RFC3339), tok.admin, "")
 		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/reports/sales?from=yesterday", tok.org, "")
 		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/reports/sales?vendor=x", tok.org, "")
+		r = c.expect(t, 200, "GET", "/v1/reconciliation", tok.admin, "")
+		if !strings.Contains(string(r.body), `"hash":"`) {
+			t.Fatalf("reconciliation report %s", r.body)
+		}
+		c.problem(t, 400, api.TypeInvalidParameter, "GET", "/v1/reconciliation?kind=x", tok.org, "")
 	})
 
 	ticket := func(id string, doors ...string) string {
@@ -562,6 +567,7 @@ func TestContract(t *testing.T) {
 			{"POST", "/v1/orders/" + openOrder + "/refunds", tok.bidder},
 			{"GET", "/v1/receipts/" + paidOrder, tok.door},
 			{"GET", "/v1/reports/sales", tok.pos},
+			{"GET", "/v1/reconciliation", tok.door},
 			{"POST", "/v1/checkins", tok.pos},
 			{"GET", "/v1/occupancy", tok.bidder},
 			{"POST", "/v1/revocations", tok.door},

@@ -29,6 +29,7 @@ import (
 	"canopy/ledger"
 	"canopy/posapi"
 	"canopy/receipt"
+	"canopy/reconcile"
 	"canopy/replica"
 	"canopy/revocation"
 	"canopy/salesreport"
@@ -154,6 +155,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 		return nil, fmt.Errorf("edge: api: %w", err)
 	}
 	salesreport.Register(e.API, st, ev)
+	reconcile.Register(e.API, st, ev.Slug)
 	doorapi.Register(e.API, doorapi.Config{Event: ev.Slug, Tickets: verifier, Views: st})
 	if err := posapi.Register(e.API, posapi.Deps{Event: ev, Views: st, Clock: clock}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
