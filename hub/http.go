@@ -44,9 +44,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GET /healthz", "HEAD /healthz":
 		writeText(w, http.StatusOK, "ok\n")
 	case "GET /readyz", "HEAD /readyz":
-		if err := h.ready(r.Context()); err != nil {
-			h.log.Warn("not ready", "err", err)
-			writeProblem(w, r, api.NewProblem(api.TypeNotReady, "the hub is not ready to serve: %v", err))
+		if slug, err := h.ready(r.Context()); err != nil {
+			h.log.Warn("not ready", logKeyEvent, slug, "err", err)
+			// The cause is logged, not sent: /readyz needs no token.
+			writeProblem(w, r, api.NewProblem(api.TypeNotReady, "the hub is not ready to serve event %s; see its log", slug))
 			return
 		}
 		writeText(w, http.StatusOK, "ready\n")

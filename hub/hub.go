@@ -281,14 +281,15 @@ func (h *Hub) Addr() net.Addr { return h.ln.Addr() }
 // Registry is the hub's Prometheus registry, served at /metrics.
 func (h *Hub) Registry() *prometheus.Registry { return h.registry }
 
-// ready reports whether the hub can serve: the store answers for every event.
-func (h *Hub) ready(ctx context.Context) error {
+// ready reports whether the hub can serve: the store answers for every
+// event. On failure it returns the slug of the first event that cannot.
+func (h *Hub) ready(ctx context.Context) (string, error) {
 	for _, ev := range h.Events {
 		if err := ev.ready(ctx); err != nil {
-			return fmt.Errorf("event %s: %w", ev.Event.Slug, err)
+			return ev.Event.Slug, err
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // Close stops accepting requests, lets those in flight finish (until ctx

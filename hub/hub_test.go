@@ -274,3 +274,22 @@ func TestOpenRefusesBadEventDirectories(t *testing.T) {
 		}
 	})
 }
+
+func TestReadyzFailsWhenTheStoreIsGone(t *testing.T) {
+	ev := testutil.NewEvent(t, "ready-market")
+	h := openHub(t, hub.Config{Dir: hubDir(t, "hub-1", ev), Listen: "127.0.0.1:0"})
+	if code, _, _ := get(t, h.URL()+"/readyz"); code != 200 {
+		t.Fatalf("readyz before: %d", code)
+	}
+	if err := h.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, ctype, body := get(t, h.URL()+"/readyz")
+	if code != 503 || ctype != "application/problem+json" || !strings.Contains(body, "not-ready") || !strings.Contains(body, ev.Event.Slug) {
+		t.Fatalf("readyz with the store closed: %d %s %s", code, ctype, body)
+	}
+	if code, _, _ := get(t, h.URL()+"/healthz"); code != 200 {
+		t.Fatalf("healthz (liveness) with the store closed: %d", code)
+	}
+	_ = h.Close(context.Background()) // the store is already closed: its error is expected
+}
