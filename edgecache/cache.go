@@ -1,0 +1,706 @@
+// Package edgecache is the edge's caching reverse proxy: an RFC 9111 shared
+// cache (with RFC 5861 stale extensions, CDN-Cache-Control and
+// Cache-Status) in front of a site's ordered origins, storing responses in
+// a bounded on-disk Store.
+package edgecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// TTLRule overrides the freshness lifetime of stored responses whose path
+// starts with Prefix.
+type TTLRule struct {
+	Prefix string
+	TTL    time.Duration
+}
+
+// Config configures one site's cache.
+type Config struct {
+	// Name identifies the cache in Cache-Status (default "canopy").
+	Name string
+	// Origins are tried in order (scheme://host[:port], no path).
+	Origins []*url.URL
+	Store   *Store
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// DialTimeout, ResponseHeaderTimeout bound each origin attempt;
+	// BodyIdleTimeout bounds the wait for each read of a body.
+	DialTimeout, ResponseHeaderTimeout, BodyIdleTimeout time.Duration
+	// FailBackoff is how long an origin that failed is skipped for new
+	// requests (while another one is available).
+	FailBackoff time.Duration
+	TTL         []TTLRule
+	Logger      *slog.Logger
+}
+
+// Handler is one site's caching reverse proxy.
+type Handler struct {
+	cfg   Config
+	name  string
+	store *Store
+	now   func() time.Time
+	proxy *httputil.ReverseProxy
+	up    *failover
+	group singleflight.Group
+	bg    sync.WaitGroup
+	log   *slog.Logger
+
+	upstreamRequests atomic.Int64
+}
+
+type ctxKey struct{}
+
+// New builds a site's handler.
+func New(cfg Config) (*Handler, error) {
+	if len(cfg.Origins) == 0 {
+		return nil, errors.New("edgecache: no origins")
+	}
+	for _, o := range cfg.Origins {
+		if (o.Scheme != "http" && o.Scheme != "https") || o.Host == "" || (o.Path != "" && o.Path != "/") {
+			return nil, fmt.Errorf("edgecache: origin %q: want http(s)://host[:port]", o.String())
+		}
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("edgecache: no store")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "canopy"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 500 * time.Millisecond
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 10 * time.Second
+	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = 30 * time.Second
+	}
+	if cfg.FailBackoff <= 0 {
+		cfg.FailBackoff = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, name: cfg.Name, store: cfg.Store, now: cfg.Now, log: cfg.Logger}
+	h.up = &failover{
+		origins:   cfg.Origins,
+		downUntil: make([]time.Time, len(cfg.Origins)),
+		now:       cfg.Now,
+		backoff:   cfg.FailBackoff,
+		count:     &h.upstreamRequests,
+		rt: &http.Transport{
+			Proxy:                  nil,
+			DialContext:            (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:    cfg.DialTimeout * 2,
+			ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+			MaxIdleConnsPerHost:    64,
+			IdleConnTimeout:        90 * time.Second,
+			MaxResponseHeaderBytes: 64 << 10,
+		},
+	}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(cfg.Origins[0])
+			pr.Out.Host = ""
+		},
+		Transport:      h.up,
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.proxyError,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	return h, nil
+}
+
+// UpstreamRequests counts requests sent to origins (every attempt).
+func (h *Handler) UpstreamRequests() int64 { return h.upstreamRequests.Load() }
+
+// Close waits for background fills and revalidations to end (or ctx).
+func (h *Handler) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { h.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		h.up.rt.CloseIdleConnections()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// passState is the request context of a pass-through exchange.
+type passState struct{ req *http.Request }
+
+func (h *Handler) modifyResponse(resp *http.Response) error {
+	switch st := resp.Request.Context().Value(ctxKey{}).(type) {
+	case *fill:
+		resp.Body = &watchBody{rc: resp.Body, f: st, idle: h.cfg.BodyIdleTimeout}
+		st.watch()
+	case *passState:
+		fwd := "uri-miss"
+		switch {
+		case st.req.Method != http.MethodGet && st.req.Method != http.MethodHead:
+			fwd = "method"
+		case requestDirectives(st.req.Header).Has("no-store"):
+			fwd = "request"
+		}
+		resp.Header.Add("Cache-Status", fmt.Sprintf("%s; fwd=%s; fwd-status=%d", h.name, fwd, resp.StatusCode))
+		if unsafeMethod(st.req.Method) && resp.StatusCode < 400 {
+			h.invalidateAfter(st.req, resp.Header)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if f, ok := r.Context().Value(ctxKey{}).(*fill); ok {
+		f.fail(err)
+		return
+	}
+	status := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		status = http.StatusGatewayTimeout
+	}
+	w.Header().Set("Cache-Status", fmt.Sprintf("%s; fwd=uri-miss; detail=%q", h.name, "upstream error"))
+	http.Error(w, "upstream unavailable: "+err.Error(), status)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func unsafeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return true
+}
+
+// primaryKey is the cache key of a request's target.
+func (h *Handler) primaryKey(r *http.Request) string { return h.name + " " + r.URL.RequestURI() }
+
+// invalidateAfter drops the stored responses for a request's target and
+// for same-origin Location and Content-Location (RFC 9111 §4.4).
+func (h *Handler) invalidateAfter(r *http.Request, resp http.Header) {
+	h.store.invalidate(h.primaryKey(r))
+	for _, name := range []string{"Location", "Content-Location"} {
+		v := resp.Get(name)
+		if v == "" {
+			continue
+		}
+		u, err := r.URL.Parse(v)
+		if err != nil || (u.Host != "" && !strings.EqualFold(u.Host, r.Host) && u.Host != r.URL.Host) {
+			continue
+		}
+		h.store.invalidate(h.name + " " + u.RequestURI())
+	}
+}
+
+// ServeHTTP answers from the cache where RFC 9111 allows, else from the
+// origins.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		h.serveGet(w, r)
+	case http.MethodHead:
+		if o := h.lookup(r); o != nil {
+			if d := h.decide(o, r); d.use {
+				h.serveObject(w, r, o, d.status)
+				return
+			}
+		}
+		h.pass(w, r)
+	default:
+		h.pass(w, r)
+	}
+}
+
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request) {
+	ctx := context.WithValue(r.Context(), ctxKey{}, &passState{req: r})
+	h.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// lookup returns the newest stored variant the request selects.
+func (h *Handler) lookup(r *http.Request) *object {
+	for _, o := range h.store.variants(h.primaryKey(r)) {
+		if matchesVary(o, r.Header) {
+			return o
+		}
+	}
+	return nil
+}
+
+// decision is what to do with a stored response.
+type decision struct {
+	use         bool   // serve it without contacting the origin
+	background  bool   // ...and revalidate in the background
+	status      string // Cache-Status parameters when used
+	mayStaleErr bool   // it may be served if the origin fails
+}
+
+func (h *Handler) decide(o *object, r *http.Request) decision {
+	now := h.now()
+	reqCC := requestDirectives(r.Header)
+	respCC := responseDirectives(o.Header)
+	age := currentAge(o, now)
+	life := h.lifetime(o)
+	ttl := life - age
+	staleness := -ttl
+	var d decision
+	noStale := respCC.Has("must-revalidate") || respCC.Has("proxy-revalidate") || respCC.Has("s-maxage")
+	if sie, ok := respCC.Seconds("stale-if-error"); ok && !noStale && staleness <= sie {
+		d.mayStaleErr = true
+	}
+	if sie, ok := reqCC.Seconds("stale-if-error"); ok && !noStale && staleness <= sie {
+		d.mayStaleErr = true
+	}
+	if respCC.Has("no-cache") || reqCC.Has("no-cache") {
+		return d
+	}
+	fresh := ttl > 0
+	if ma, ok := reqCC.Seconds("max-age"); ok && age > ma {
+		fresh = false
+	} else if reqCC.Has("max-age") && !ok {
+		fresh = false
+	}
+	if mf, ok := reqCC.Seconds("min-fresh"); ok && ttl < mf {
+		fresh = false
+	}
+	if fresh {
+		d.use = true
+		d.status = fmt.Sprintf("hit; ttl=%d", int64(ttl/time.Second))
+		return d
+	}
+	if noStale {
+		return d
+	}
+	if reqCC.Has("max-stale") {
+		ms, ok := reqCC.Seconds("max-stale")
+		if !ok && reqCC["max-stale"] == "" || ok && staleness <= ms {
+			d.use = true
+			d.status = fmt.Sprintf("hit; ttl=%d; detail=max-stale", int64(ttl/time.Second))
+			return d
+		}
+	}
+	if swr, ok := respCC.Seconds("stale-while-revalidate"); ok && staleness <= swr && !reqCC.Has("max-age") && !reqCC.Has("min-fresh") {
+		d.use, d.background = true, true
+		d.status = fmt.Sprintf("hit; ttl=%d; fwd=stale; detail=stale-while-revalidate", int64(ttl/time.Second))
+	}
+	return d
+}
+
+// lifetime is the freshness lifetime, with the site's TTL overrides.
+func (h *Handler) lifetime(o *object) time.Duration {
+	path := strings.TrimPrefix(o.URL, h.name+" ")
+	for _, rule := range h.cfg.TTL {
+		if strings.HasPrefix(path, rule.Prefix) {
+			return rule.TTL
+		}
+	}
+	return freshnessLifetime(o)
+}
+
+func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
+	reqCC := requestDirectives(r.Header)
+	stored := h.lookup(r)
+	var d decision
+	if stored != nil {
+		d = h.decide(stored, r)
+		if d.use {
+			if d.background {
+				h.revalidateBackground(r, stored)
+			}
+			h.serveObject(w, r, stored, d.status)
+			return
+		}
+	}
+	if reqCC.Has("only-if-cached") {
+		w.Header().Set("Cache-Status", h.name+"; fwd=miss; detail=only-if-cached")
+		http.Error(w, "not in cache", http.StatusGatewayTimeout)
+		return
+	}
+	fwd := "uri-miss"
+	if stored != nil {
+		fwd = "stale"
+	} else if len(h.store.variants(h.primaryKey(r))) > 0 {
+		fwd = "vary-miss"
+	}
+	f, collapsed, ref := h.coalescedFill(r, stored, !reqCC.Has("no-store"))
+	if ref {
+		defer f.release()
+	}
+	if err := f.waitReady(r.Context()); err != nil {
+		return // the client went away
+	}
+	extra := ""
+	if collapsed {
+		extra = "; collapsed"
+	}
+	switch {
+	case f.err != nil:
+		if stored != nil && d.mayStaleErr {
+			h.serveObject(w, r, stored, fmt.Sprintf("hit; fwd=%s; detail=stale-if-error", fwd))
+			return
+		}
+		status := http.StatusBadGateway
+		if errors.Is(f.err, context.DeadlineExceeded) || isTimeout(f.err) {
+			status = http.StatusGatewayTimeout
+		}
+		w.Header().Set("Cache-Status", fmt.Sprintf("%s; fwd=%s; detail=%q", h.name, fwd, "upstream error"))
+		http.Error(w, "upstream unavailable", status)
+	case f.validated != nil:
+		h.serveObject(w, r, f.validated, fmt.Sprintf("fwd=%s; fwd-status=304%s", fwd, extra))
+	case f.status >= 500 && stored != nil && d.mayStaleErr:
+		h.serveObject(w, r, stored, fmt.Sprintf("hit; fwd=%s; fwd-status=%d; detail=stale-if-error", fwd, f.status))
+	case !f.shareable && !f.claimed.CompareAndSwap(false, true):
+		h.pass(w, r) // not ours to share: fetch our own
+	case f.shareable && !matchesVary(f.obj, r.Header):
+		h.pass(w, r)
+	default:
+		stored := ""
+		if f.shareable {
+			stored = "; stored"
+		}
+		h.serveFill(w, r, f, ref, fmt.Sprintf("fwd=%s; fwd-status=%d%s%s", fwd, f.status, stored, extra))
+	}
+}
+
+// coalescedFill starts (or joins) the upstream fetch for the request's
+// Vary-aware key. It returns once the fill exists; collapsed is true when
+// another request started it. The request that started it holds a
+// reference on the fill's body (ref), which it must release.
+func (h *Handler) coalescedFill(r *http.Request, validate *object, mayStore bool) (f *fill, collapsed, ref bool) {
+	key := h.flightKey(r, mayStore)
+	mine := false
+	v, _, _ := h.group.Do(key, func() (any, error) {
+		mine = true
+		f := h.startFill(r, validate, mayStore, true)
+		// Later requests join this fill until its headers are in.
+		<-f.ready
+		return f, nil
+	})
+	return v.(*fill), !mine, mine
+}
+
+func (h *Handler) flightKey(r *http.Request, mayStore bool) string {
+	var b strings.Builder
+	b.WriteString(h.primaryKey(r))
+	if !mayStore {
+		b.WriteString("\x00nostore")
+	}
+	seen := map[string]bool{}
+	for _, o := range h.store.variants(h.primaryKey(r)) {
+		for name := range o.Vary {
+			if !seen[name] {
+				seen[name] = true
+				b.WriteString("\x00" + name + "=" + normalizeValue(r.Header, name))
+			}
+		}
+	}
+	return b.String()
+}
+
+// revalidateBackground refreshes a stored response without a waiting
+// client; concurrent calls for one key make one request.
+func (h *Handler) revalidateBackground(r *http.Request, stored *object) {
+	key := "bg\x00" + h.flightKey(r, true)
+	h.bg.Add(1)
+	go func() {
+		defer h.bg.Done()
+		h.group.Do(key, func() (any, error) {
+			f := h.startFill(r, stored, true, false)
+			<-f.ready
+			f.drain()
+			return nil, nil
+		})
+	}()
+}
+
+// conditionalHeaders are a client's own preconditions; the cache answers
+// them itself and never forwards them on a fill.
+var conditionalHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"}
+
+// startFill starts fetching r's target from the origins in the
+// background. With validate set, the request is conditional on it.
+// With reader set the caller holds a reference on the body.
+func (h *Handler) startFill(r *http.Request, validate *object, mayStore, reader bool) *fill {
+	f := newFill(h, r, validate, mayStore)
+	if reader {
+		f.refs++
+	}
+	out := r.Clone(context.WithValue(f.ctx, ctxKey{}, f))
+	out.Body = http.NoBody
+	out.ContentLength = 0
+	for _, name := range conditionalHeaders {
+		out.Header.Del(name)
+	}
+	if validate != nil {
+		if et := validate.Header.Get("ETag"); et != "" {
+			out.Header.Set("If-None-Match", et)
+		}
+		if lm := validate.Header.Get("Last-Modified"); lm != "" {
+			out.Header.Set("If-Modified-Since", lm)
+		}
+	}
+	f.reqHeader = out.Header.Clone()
+	f.reqTime = h.now()
+	h.bg.Add(1)
+	go func() {
+		defer h.bg.Done()
+		defer f.finish()
+		h.proxy.ServeHTTP(&fillWriter{f: f, hdr: http.Header{}}, out)
+	}()
+	return f
+}
+
+// serveObject answers from a stored response.
+func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, o *object, status string) {
+	file, err := h.store.open(o)
+	if err != nil {
+		// Evicted between lookup and open: fetch it again.
+		h.pass(w, r)
+		return
+	}
+	defer file.Close()
+	h.store.touch(o, h.now())
+	age := int64(currentAge(o, h.now()) / time.Second)
+	h.respond(w, r, o.Status, o.Header, o.Size, file.ReadAt, status, age)
+}
+
+// serveFill streams a fill's response as it arrives.
+func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, hasRef bool, status string) {
+	if !hasRef {
+		if !f.acquire() {
+			// Already over: serve what it stored, or fetch our own.
+			if o := f.stored(); o != nil {
+				h.serveObject(w, r, o, status)
+			} else {
+				h.pass(w, r)
+			}
+			return
+		}
+		defer f.release()
+	}
+	size := int64(-1)
+	if cl := f.header.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			size = n
+		}
+	}
+	readAt := func(p []byte, off int64) (int, error) { return f.readAt(r.Context(), p, off) }
+	h.respond(w, r, f.status, f.header, size, readAt, status, -1)
+}
+
+// respond writes a response (from the store or a fill), answering the
+// client's own conditional and range requests.
+func (h *Handler) respond(w http.ResponseWriter, r *http.Request, status int, hdr http.Header, size int64,
+	readAt func([]byte, int64) (int, error), cacheStatus string, age int64) {
+	out := w.Header()
+	for k, v := range hdr {
+		if k == "Content-Length" {
+			continue
+		}
+		out[k] = append([]string(nil), v...)
+	}
+	if _, ok := out["Content-Type"]; !ok {
+		out["Content-Type"] = nil // no sniffing
+	}
+	if age >= 0 {
+		out.Set("Age", strconv.FormatInt(age, 10))
+	}
+	out.Add("Cache-Status", h.name+"; "+cacheStatus)
+	if status == http.StatusOK && notModified(r, hdr) {
+		for _, k := range []string{"Content-Type", "Content-Encoding", "Content-Range", "Transfer-Encoding"} {
+			delete(out, k)
+		}
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	start, length := int64(0), size
+	if rg := r.Header.Get("Range"); rg != "" && status == http.StatusOK && size >= 0 && ifRangeHolds(r, hdr) {
+		ranges, err := ParseRange(rg, size)
+		switch {
+		case errors.Is(err, ErrRangeUnsatisfiable):
+			out.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			delete(out, "Content-Type")
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		case err == nil && len(ranges) == 1:
+			start, length = ranges[0].Start, ranges[0].Length
+			out.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+			status = http.StatusPartialContent
+		}
+	}
+	if length >= 0 && status != http.StatusNoContent && status != http.StatusNotModified {
+		out.Set("Content-Length", strconv.FormatInt(length, 10))
+	}
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
+		return
+	}
+	buf := make([]byte, 32<<10)
+	off, end := start, int64(-1)
+	if length >= 0 {
+		end = start + length
+	}
+	for end < 0 || off < end {
+		p := buf
+		if end >= 0 && int64(len(p)) > end-off {
+			p = p[:end-off]
+		}
+		n, err := readAt(p, off)
+		if n > 0 {
+			if _, werr := w.Write(p[:n]); werr != nil {
+				return
+			}
+			off += int64(n)
+		}
+		if err == io.EOF && end < 0 {
+			return
+		}
+		if err != nil && (err != io.EOF || n == 0) {
+			// The body ended early (the upstream broke off): make the
+			// client see a truncated response, not a short complete one.
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// notModified evaluates If-None-Match (weak comparison) or, without it,
+// If-Modified-Since against a response's validators.
+func notModified(r *http.Request, hdr http.Header) bool {
+	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 {
+		et := strings.TrimPrefix(hdr.Get("ETag"), "W/")
+		if et == "" {
+			return false
+		}
+		for _, v := range inm {
+			for _, c := range strings.Split(v, ",") {
+				c = strings.TrimSpace(c)
+				if c == "*" || strings.TrimPrefix(c, "W/") == et {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	ims, ok := dateOf(r.Header, "If-Modified-Since")
+	if !ok {
+		return false
+	}
+	lm, ok := dateOf(hdr, "Last-Modified")
+	if !ok {
+		lm, ok = dateOf(hdr, "Date")
+	}
+	return ok && !lm.After(ims)
+}
+
+// ifRangeHolds evaluates If-Range (RFC 9110 §13.1.5): a strong ETag match
+// or an exact Last-Modified date.
+func ifRangeHolds(r *http.Request, hdr http.Header) bool {
+	v := r.Header.Get("If-Range")
+	if v == "" {
+		return true
+	}
+	if strings.HasPrefix(v, "\"") {
+		et := hdr.Get("ETag")
+		return et != "" && !strings.HasPrefix(et, "W/") && et == v
+	}
+	t, err := http.ParseTime(v)
+	lm, ok := dateOf(hdr, "Last-Modified")
+	return err == nil && ok && t.Equal(lm)
+}
+
+// failover is the origins' transport: each request goes to the first
+// origin not recently failed, and on a connection error, timeout or
+// 502/503/504 moves on to the next (for requests without a body).
+type failover struct {
+	origins   []*url.URL
+	rt        *http.Transport
+	now       func() time.Time
+	backoff   time.Duration
+	count     *atomic.Int64
+	mu        sync.Mutex
+	downUntil []time.Time
+}
+
+func (fo *failover) order() []int {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	now := fo.now()
+	var up, down []int
+	for i := range fo.origins {
+		if now.Before(fo.downUntil[i]) {
+			down = append(down, i)
+		} else {
+			up = append(up, i)
+		}
+	}
+	return append(up, down...)
+}
+
+func (fo *failover) mark(i int, failed bool) {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	if failed {
+		fo.downUntil[i] = fo.now().Add(fo.backoff)
+	} else {
+		fo.downUntil[i] = time.Time{}
+	}
+}
+
+func (fo *failover) RoundTrip(req *http.Request) (*http.Response, error) {
+	order := fo.order()
+	retryable := req.Body == nil || req.Body == http.NoBody
+	var lastErr error
+	for n, i := range order {
+		out := req.Clone(req.Context())
+		out.URL.Scheme, out.URL.Host = fo.origins[i].Scheme, fo.origins[i].Host
+		out.Host = ""
+		fo.count.Add(1)
+		resp, err := fo.rt.RoundTrip(out)
+		last := n == len(order)-1
+		if err == nil {
+			switch resp.StatusCode {
+			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+				if !last && retryable {
+					resp.Body.Close()
+					fo.mark(i, true)
+					continue
+				}
+			default:
+				fo.mark(i, false)
+			}
+			return resp, nil
+		}
+		lastErr = err
+		if req.Context().Err() != nil {
+			return nil, err
+		}
+		fo.mark(i, true)
+		if !retryable {
+			break
+		}
+	}
+	return nil, lastErr
+}

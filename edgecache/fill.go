@@ -1,0 +1,311 @@
+package edgecache
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// fill is one upstream fetch whose body goes to a file as it arrives;
+// any number of clients stream from that file, waiting for bytes not yet
+// written, while the fetch runs independently of them.
+type fill struct {
+	h        *Handler
+	url      string
+	validate *object
+	mayStore bool
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	reqHeader http.Header
+	reqTime   time.Time
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	// Set before ready closes.
+	err       error
+	status    int
+	header    http.Header
+	validated *object
+	obj       *object
+	shareable bool
+	claimed   atomic.Bool
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every write and at the end
+	file     *os.File
+	written  int64
+	finished bool
+	complete bool
+	refs     int
+	done     *object // the committed object
+	sawEOF   atomic.Bool
+	idle     *time.Timer
+}
+
+func newFill(h *Handler, r *http.Request, validate *object, mayStore bool) *fill {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	return &fill{h: h, url: h.primaryKey(r), validate: validate, mayStore: mayStore, ctx: ctx, cancel: cancel,
+		ready: make(chan struct{}), changed: make(chan struct{}), refs: 1}
+}
+
+func (f *fill) markReady() { f.readyOnce.Do(func() { close(f.ready) }) }
+
+func (f *fill) waitReady(ctx context.Context) error {
+	select {
+	case <-f.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fail records an upstream error before any response.
+func (f *fill) fail(err error) {
+	select {
+	case <-f.ready:
+		return
+	default:
+	}
+	f.err = err
+	f.markReady()
+}
+
+// watch starts the body idle watchdog: a body that stops arriving for the
+// idle timeout ends the fill.
+func (f *fill) watch() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.idle = time.AfterFunc(f.h.cfg.BodyIdleTimeout, f.cancel)
+}
+
+// start records the response head (from the fill's ResponseWriter).
+func (f *fill) start(code int, hdr http.Header) {
+	now := f.h.now()
+	if code == http.StatusNotModified && f.validate != nil {
+		f.validated = f.merge304(hdr, now)
+		f.markReady()
+		return
+	}
+	f.status, f.header = code, hdr
+	o := &object{URL: f.url, Status: code, Header: hdr, RequestTime: f.reqTime, ResponseTime: now,
+		InitialAge: initialAge(hdr, f.reqTime, now), Vary: map[string]string{}}
+	for _, name := range varyNames(hdr) {
+		o.Vary[name] = normalizeValue(f.reqHeader, name)
+	}
+	o.Key = variantKey(o)
+	f.obj = o
+	f.shareable = f.mayStore && storable(f.reqHeader, requestDirectives(f.reqHeader), code, hdr)
+	file, err := f.h.store.tempFile()
+	if err != nil {
+		f.h.log.Warn("edgecache: cannot buffer a response; not caching it", "err", err)
+		f.err = err
+	}
+	f.file = file
+	f.markReady()
+}
+
+func variantKey(o *object) string {
+	k := o.URL
+	names := make([]string, 0, len(o.Vary))
+	for n := range o.Vary {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	for _, n := range names {
+		k += "\x00" + n + "=" + o.Vary[n]
+	}
+	return k
+}
+
+// merge304 updates the stored response with a 304's header fields
+// (RFC 9111 §4.3.4) and stores the result.
+func (f *fill) merge304(hdr http.Header, now time.Time) *object {
+	o := *f.validate
+	o.Header = f.validate.Header.Clone()
+	for k, v := range hdr {
+		switch k {
+		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Content-Type":
+			continue
+		}
+		o.Header[k] = append([]string(nil), v...)
+	}
+	o.RequestTime, o.ResponseTime = f.reqTime, now
+	o.InitialAge = initialAge(hdr, f.reqTime, now)
+	if !f.h.store.update(&o) {
+		return f.validate
+	}
+	return &o
+}
+
+func (f *fill) write(p []byte) (int, error) {
+	if f.file == nil {
+		return 0, errors.New("edgecache: no body file")
+	}
+	n, err := f.file.Write(p)
+	f.mu.Lock()
+	f.written += int64(n)
+	if f.idle != nil {
+		f.idle.Reset(f.h.cfg.BodyIdleTimeout)
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+	return n, err
+}
+
+// finish runs when the upstream exchange is over: store the object if it
+// is complete and shareable.
+func (f *fill) finish() {
+	if f.err == nil && f.status == 0 && f.validated == nil {
+		f.err = errors.New("edgecache: upstream gave no response")
+	}
+	f.markReady()
+	f.mu.Lock()
+	if f.idle != nil {
+		f.idle.Stop()
+	}
+	f.finished = true
+	f.complete = f.sawEOF.Load()
+	if cl := f.header.Get("Content-Length"); cl != "" && f.complete {
+		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n != f.written {
+			f.complete = false
+		}
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	store := f.complete && f.shareable && f.file != nil
+	f.mu.Unlock()
+	if f.file != nil {
+		path := f.file.Name()
+		if store {
+			f.obj.Size = f.written
+			if err := f.h.store.commit(f.obj, path); err != nil {
+				f.h.log.Warn("edgecache: not stored", "err", err)
+			} else {
+				f.mu.Lock()
+				f.done = f.obj
+				f.mu.Unlock()
+			}
+		} else {
+			os.Remove(path)
+		}
+	}
+	f.cancel()
+	f.release()
+}
+
+// stored is the object the fill committed, if any.
+func (f *fill) stored() *object {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.done
+}
+
+// acquire takes a reference on the body file; false if it is gone.
+func (f *fill) acquire() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refs == 0 || f.file == nil {
+		return false
+	}
+	f.refs++
+	return true
+}
+
+func (f *fill) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refs--
+	if f.refs == 0 && f.file != nil {
+		f.file.Close()
+	}
+}
+
+// drain waits for the fill to end (background revalidation).
+func (f *fill) drain() {
+	for {
+		f.mu.Lock()
+		done, ch := f.finished, f.changed
+		f.mu.Unlock()
+		if done {
+			return
+		}
+		<-ch
+	}
+}
+
+// readAt reads the body at off, waiting for bytes not yet written. It
+// returns io.EOF at the end of a complete body and io.ErrUnexpectedEOF
+// at the end of a broken one.
+func (f *fill) readAt(ctx context.Context, p []byte, off int64) (int, error) {
+	for {
+		f.mu.Lock()
+		written, finished, complete, ch := f.written, f.finished, f.complete, f.changed
+		f.mu.Unlock()
+		if off < written {
+			n := int(min(int64(len(p)), written-off))
+			return f.file.ReadAt(p[:n], off)
+		}
+		if finished {
+			if complete {
+				return 0, io.EOF
+			}
+			return 0, io.ErrUnexpectedEOF
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// fillWriter is the ResponseWriter the reverse proxy writes a fill to.
+type fillWriter struct {
+	f     *fill
+	hdr   http.Header
+	wrote bool
+}
+
+func (w *fillWriter) Header() http.Header { return w.hdr }
+
+func (w *fillWriter) WriteHeader(code int) {
+	if w.wrote || code < 200 {
+		return
+	}
+	w.wrote = true
+	w.f.start(code, w.hdr.Clone())
+}
+
+func (w *fillWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.f.write(p)
+}
+
+func (w *fillWriter) Flush() {}
+
+// watchBody marks a clean end of the upstream body.
+type watchBody struct {
+	rc   io.ReadCloser
+	f    *fill
+	idle time.Duration
+}
+
+func (b *watchBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.f.sawEOF.Store(true)
+	}
+	return n, err
+}
+
+func (b *watchBody) Close() error { return b.rc.Close() }
