@@ -57,8 +57,8 @@ func parseCounts(list string) ([]int, error) {
 	var cs []int
 	for _, s := range strings.Split(list, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 4096 {
-			return nil, usageErrorf("--concurrency: %q is not a count in 1..4096", s)
+		if err != nil || n < 1 || n > 10_000_000 {
+			return nil, usageErrorf("%q is not a count in 1..10000000", s)
 		}
 		cs = append(cs, n)
 	}

@@ -66,12 +66,16 @@ type Edge struct {
 	images *imageRegistry // the image cache, when [images] listen is set
 
 	// Sync: the endpoint other nodes call, and the peers this node calls.
-	Sync      *replica.Node
-	Peers     []*replica.Peer
-	stopping  chan struct{}
-	stopPeers context.CancelFunc
-	peersDone sync.WaitGroup
-	stopOnce  sync.Once
+	Sync          *replica.Node
+	Peers         []*replica.Peer
+	stopping      chan struct{}
+	peerCtx       context.Context
+	peerKey       ed25519.PrivateKey
+	peerEnrolment string
+	peersMu       sync.Mutex
+	stopPeers     context.CancelFunc
+	peersDone     sync.WaitGroup
+	stopOnce      sync.Once
 }
 
 // Open validates cfg, opens everything and starts serving. The caller must
@@ -192,24 +196,30 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 // startPeers syncs with every configured peer, and with the hubs (one
 // session at a time, the URLs tried in order).
 func (e *Edge) startPeers(key ed25519.PrivateKey, enrolment string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	e.stopPeers = cancel
-	var groups [][]string
+	e.peerCtx, e.stopPeers = context.WithCancel(context.Background())
+	e.peerKey, e.peerEnrolment = key, enrolment
 	for _, u := range e.Config.Sync.Peers {
-		groups = append(groups, []string{u})
+		e.AddPeer([]string{u}, nil)
 	}
 	if len(e.Config.Sync.Hubs) > 0 {
-		groups = append(groups, e.Config.Sync.Hubs)
+		e.AddPeer(e.Config.Sync.Hubs, nil)
 	}
-	for _, urls := range groups {
-		p := &replica.Peer{URLs: urls, Node: e.Sync, Key: key, Enrolment: enrolment}
-		e.Peers = append(e.Peers, p)
-		e.peersDone.Add(1)
-		go func() {
-			defer e.peersDone.Done()
-			p.Run(ctx)
-		}()
-	}
+}
+
+// AddPeer starts syncing with another node (URLs tried in order) until the
+// edge closes; client nil uses the default. It returns the peer, whose
+// Status tells how the link is doing.
+func (e *Edge) AddPeer(urls []string, client *http.Client) *replica.Peer {
+	p := &replica.Peer{URLs: urls, Node: e.Sync, Key: e.peerKey, Enrolment: e.peerEnrolment, HTTP: client}
+	e.peersMu.Lock()
+	e.Peers = append(e.Peers, p)
+	e.peersMu.Unlock()
+	e.peersDone.Add(1)
+	go func() {
+		defer e.peersDone.Done()
+		p.Run(e.peerCtx)
+	}()
+	return p
 }
 
 // URL is the base URL of the device API.

@@ -221,50 +221,82 @@ func (n *Node) push(w http.ResponseWriter, r *http.Request) error {
 }
 
 // chunk is how many received entries are verified and stored together.
-const chunk = 512
+const chunk = 1024
 
-// ingestStream verifies and stores the entries of a stream, committing a
-// chunk at a time (and at every end frame), until the stream ends or an
-// entry is refused. It returns how many were stored and why it stopped
-// early, if it did.
+// ingestStream verifies and stores the entries of a stream, a chunk at a
+// time (and at every end frame), until the stream ends or an entry is
+// refused. Reading and verifying the next chunk overlaps with storing the
+// previous one. It returns how many were stored and why it stopped early,
+// if it did; the entries before a refused one are stored.
 func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
-	added := 0
-	var pending []store.Stored
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
+	type job struct {
+		stored []store.Stored
+		done   chan struct{} // closed when stored (so an end frame can wait)
+	}
+	jobs := make(chan job, 4)
+	var added int
+	var ingestErr error
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for j := range jobs {
+			if ingestErr == nil && len(j.stored) > 0 {
+				k, err := n.Journal.Ingest(ctx, j.stored)
+				added += k
+				ingestErr = err
+			}
+			if j.done != nil {
+				close(j.done)
+			}
 		}
-		k, err := n.Journal.Ingest(ctx, pending)
-		added += k
+	}()
+	var pending []*ledger.Entry
+	// submit verifies the pending chunk and queues what is authentic.
+	submit := func(wait bool) error {
+		ok, verr := n.authors.checkAll(ctx, pending)
+		stored := make([]store.Stored, ok)
+		for i, e := range pending[:ok] {
+			stored[i] = store.Stored{Entry: e, Hash: e.Hash()}
+		}
 		pending = pending[:0]
-		return err
+		j := job{stored: stored}
+		if wait {
+			j.done = make(chan struct{})
+		}
+		jobs <- j
+		if wait {
+			<-j.done
+		}
+		return verr
+	}
+	finish := func(err error) (int, error) {
+		close(jobs)
+		<-finished
+		return added, errors.Join(err, ingestErr)
 	}
 	for {
 		t, p, err := rd.next()
 		if errors.Is(err, io.EOF) {
-			return added, flush()
+			return finish(submit(false))
 		}
 		if err != nil {
-			ferr := flush()
-			return added, errors.Join(err, ferr)
+			return finish(errors.Join(err, submit(false)))
 		}
 		switch t {
 		case frameEnd:
-			if err := flush(); err != nil {
-				return added, err
+			// The sender has nothing more for now: store what came.
+			if err := submit(true); err != nil {
+				return finish(err)
 			}
 		case frameEntry:
 			e, err := ledger.Decode(p)
 			if err != nil {
-				return added, errors.Join(fmt.Errorf("replica: entry: %w", err), flush())
+				return finish(errors.Join(fmt.Errorf("replica: entry: %w", err), submit(false)))
 			}
-			if err := n.authors.check(ctx, e); err != nil {
-				return added, errors.Join(err, flush())
-			}
-			pending = append(pending, store.Stored{Entry: e, Hash: e.Hash()})
+			pending = append(pending, e)
 			if len(pending) >= chunk {
-				if err := flush(); err != nil {
-					return added, err
+				if err := submit(false); err != nil {
+					return finish(err)
 				}
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"canopy/auth"
@@ -68,23 +69,60 @@ func (a *authors) learn(e *ledger.Entry) (ed25519.PublicKey, error) {
 	return enr.PublicKey, nil
 }
 
-// check authenticates one entry.
-func (a *authors) check(ctx context.Context, e *ledger.Entry) error {
-	if e.Event != a.ev.Slug {
-		return fmt.Errorf("replica: entry %s/%d is of event %q, not %q", e.Node, e.Seq, e.Event, a.ev.Slug)
+// checkAll authenticates a chunk of entries and returns how many of them,
+// from the start, are authentic, and why the next one is not. Authors'
+// enrolments and revocations are looked up once per chunk; signatures are
+// checked in parallel on every core.
+func (a *authors) checkAll(ctx context.Context, es []*ledger.Entry) (int, error) {
+	keys := make([]ed25519.PublicKey, len(es))
+	revoked := map[ledger.NodeID]error{}
+	for i, e := range es {
+		if e.Event != a.ev.Slug {
+			return i, fmt.Errorf("replica: entry %s/%d is of event %q, not %q", e.Node, e.Seq, e.Event, a.ev.Slug)
+		}
+		rerr, seen := revoked[e.Node]
+		if !seen {
+			row, err := revocation.Lookup(ctx, a.st, a.ev.Slug, revocation.WhatNode, e.Node.String())
+			switch {
+			case err != nil:
+				rerr = err
+			case row != nil:
+				rerr = fmt.Errorf("%w: %s (%s)", ErrRevokedAuthor, e.Node, row.Reason)
+			}
+			revoked[e.Node] = rerr
+		}
+		if rerr != nil {
+			return i, rerr
+		}
+		var err error
+		if e.Seq == 1 {
+			keys[i], err = a.learn(e)
+		} else {
+			keys[i], err = a.key(ctx, e.Node)
+		}
+		if err != nil {
+			return i, err
+		}
 	}
-	if row, err := revocation.Lookup(ctx, a.st, a.ev.Slug, revocation.WhatNode, e.Node.String()); err != nil {
-		return err
-	} else if row != nil {
-		return fmt.Errorf("%w: %s (%s)", ErrRevokedAuthor, e.Node, row.Reason)
+	bad := make([]error, len(es))
+	workers := min(runtime.GOMAXPROCS(0), len(es))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(es); i += workers {
+				if es[i].Seq != 1 { // an enrolment entry was verified by learn
+					bad[i] = es[i].Verify(keys[i])
+				}
+			}
+		}(w)
 	}
-	if e.Seq == 1 {
-		_, err := a.learn(e)
-		return err
+	wg.Wait()
+	for i, err := range bad {
+		if err != nil {
+			return i, err
+		}
 	}
-	k, err := a.key(ctx, e.Node)
-	if err != nil {
-		return err
-	}
-	return e.Verify(k)
+	return len(es), nil
 }
