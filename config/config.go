@@ -22,6 +22,8 @@ type Config struct {
 	Sync SyncConfig `toml:"sync"`
 	// Images is the [images] table: the OCI registry cache.
 	Images ImagesConfig `toml:"images"`
+	// Cache is the [cache] table: the edge cache (caching reverse proxy).
+	Cache CacheConfig `toml:"cache"`
 }
 
 // NodeConfig is the [node] table.
@@ -216,6 +218,9 @@ func (c *Config) Resolve() error {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return fmt.Errorf("config: sync URL %q: want http:// or https://", u)
 		}
+	}
+	if err := c.resolveCache(); err != nil {
+		return err
 	}
 	return c.resolveImages()
 }

@@ -64,6 +64,7 @@ type Edge struct {
 	done chan error
 
 	images *imageRegistry // the image cache, when [images] listen is set
+	cache  *edgeCache     // the edge cache, when [cache] listen is set
 
 	// Sync: the endpoint other nodes call, and the peers this node calls.
 	Sync          *replica.Node
@@ -174,6 +175,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	if e.images, err = openImages(cfg.Images, log, reg); err != nil {
 		return nil, err
 	}
+	if e.cache, err = openCache(cfg.Cache, log); err != nil {
+		return nil, err
+	}
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("edge: listen on %s: %w", cfg.Node.Listen, err)
@@ -258,6 +262,9 @@ func (e *Edge) Close(ctx context.Context) error {
 
 func (e *Edge) closeParts(ctx context.Context) error {
 	var errs []error
+	if e.cache != nil {
+		errs = append(errs, e.cache.close(ctx))
+	}
 	if e.images != nil {
 		errs = append(errs, e.images.close(ctx))
 	}

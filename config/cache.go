@@ -1,0 +1,102 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+const (
+	defaultCacheHeaderTimeout = 5 * time.Second
+	maxCacheHeaderTimeout     = 5 * time.Minute
+)
+
+// CacheConfig is the [cache] table: the edge cache (an RFC 9111 caching
+// reverse proxy) the edge serves on its own listener when Listen is set.
+type CacheConfig struct {
+	// Listen is the cache's listen address; empty: no edge cache.
+	Listen string `toml:"listen"`
+	// Dir is the object store (default <node.dir>/cache).
+	Dir string `toml:"dir"`
+	// MaxBytes is the store's size budget in bytes (default 1 GiB).
+	MaxBytes int64 `toml:"max_bytes"`
+	// ResponseHeaderTimeout bounds each origin's answer (default 5s).
+	ResponseHeaderTimeout Duration `toml:"response_header_timeout"`
+	// Site lists the cached sites, chosen by Host header.
+	Site []CacheSite `toml:"site"`
+}
+
+// CacheSite is one [[cache.site]] table.
+type CacheSite struct {
+	// Name is the site's host name (the Host header or SNI that selects it).
+	Name string `toml:"name"`
+	// Origins are base URLs (scheme://host[:port]), tried in order.
+	Origins []string `toml:"origins"`
+	// TTL overrides the freshness lifetime by path prefix.
+	TTL []CacheTTL `toml:"ttl"`
+}
+
+// CacheTTL is one [[cache.site.ttl]] override.
+type CacheTTL struct {
+	Prefix string   `toml:"prefix"`
+	TTL    Duration `toml:"ttl"`
+}
+
+// resolveCache checks the [cache] table (only when the cache is on).
+func (c *Config) resolveCache() error {
+	cc := &c.Cache
+	if cc.Listen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(cc.Listen); err != nil {
+		return fmt.Errorf("config: cache.listen %q: %v", cc.Listen, err)
+	}
+	if cc.Dir == "" {
+		cc.Dir = filepath.Join(c.Node.Dir, "cache")
+	}
+	if cc.MaxBytes == 0 {
+		cc.MaxBytes = 1 << 30
+	}
+	if cc.MaxBytes < 1<<20 {
+		return fmt.Errorf("config: cache.max_bytes %d: want at least 1 MiB", cc.MaxBytes)
+	}
+	if cc.ResponseHeaderTimeout.Duration == 0 {
+		cc.ResponseHeaderTimeout.Duration = defaultCacheHeaderTimeout
+	}
+	if d := cc.ResponseHeaderTimeout.Duration; d < 0 || d > maxCacheHeaderTimeout {
+		return fmt.Errorf("config: cache.response_header_timeout %v: want 0..%v", d, maxCacheHeaderTimeout)
+	}
+	if len(cc.Site) == 0 {
+		return errors.New("config: cache.listen is set but there is no [[cache.site]]")
+	}
+	seen := map[string]bool{}
+	for i, s := range cc.Site {
+		name := strings.ToLower(s.Name)
+		if name == "" {
+			return fmt.Errorf("config: cache.site[%d]: name is empty", i)
+		}
+		if seen[name] {
+			return fmt.Errorf("config: cache.site[%d]: name %q used twice", i, s.Name)
+		}
+		seen[name] = true
+		if len(s.Origins) == 0 {
+			return fmt.Errorf("config: cache.site %q: no origins", s.Name)
+		}
+		for _, o := range s.Origins {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				return fmt.Errorf("config: cache.site %q: origin %q: want http(s)://host[:port]", s.Name, o)
+			}
+		}
+		for _, t := range s.TTL {
+			if !strings.HasPrefix(t.Prefix, "/") || t.TTL.Duration <= 0 {
+				return fmt.Errorf("config: cache.site %q: ttl {prefix %q, ttl %v}: want a /path prefix and a positive ttl", s.Name, t.Prefix, t.TTL.Duration)
+			}
+		}
+	}
+	return nil
+}

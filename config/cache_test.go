@@ -1,0 +1,45 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCacheTable(t *testing.T) {
+	c := Default()
+	err := c.Parse("t", []byte(`
+[cache]
+listen = "127.0.0.1:0"
+max_bytes = 2000000
+[[cache.site]]
+name = "shop.example"
+origins = ["http://127.0.0.1:9000", "http://127.0.0.1:9001"]
+[[cache.site.ttl]]
+prefix = "/static/"
+ttl = "30m"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Cache.Dir == "" || len(c.Cache.Site[0].Origins) != 2 || c.Cache.Site[0].TTL[0].TTL.Minutes() != 30 {
+		t.Fatalf("%+v", c.Cache)
+	}
+	for _, bad := range []struct{ text, want string }{
+		{"[cache]\nlisten = \"127.0.0.1:0\"\n", "no [[cache.site]]"},
+		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"ftp://x\"]\n", "want http(s)://host[:port]"},
+		{"[cache]\nlisten = \"nope\"\n", "cache.listen"},
+		{"[cache]\nbogus = 1\n", "unknown key"},
+	} {
+		c := Default()
+		err := c.Parse("t", []byte(bad.text))
+		if err == nil {
+			err = c.Resolve()
+		}
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: got %v, want %q", bad.text, err, bad.want)
+		}
+	}
+}
