@@ -139,8 +139,30 @@ var servingLine = regexp.MustCompile(`^canopy edge for "([a-z0-9-]+)" serving (h
 // that names its URL.
 func startEdge(t *testing.T, slug string, args ...string) *edgeProc {
 	t.Helper()
-	cmd := exec.Command(canopyBin, append([]string{"edge"}, args...)...)
-	cmd.Env = cleanEnv()
+	return startEdgeEnv(t, nil, slug, args...)
+}
+
+// startEdgeEnv is startEdge with extra environment variables.
+func startEdgeEnv(t *testing.T, env []string, slug string, args ...string) *edgeProc {
+	t.Helper()
+	p, line := startDaemon(t, env, append([]string{"edge"}, args...)...)
+	m := servingLine.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("edge's first line %q is not the serving line\nstderr: %s", line, p.stderr)
+	}
+	if m[1] != slug {
+		t.Fatalf("edge serves event %q, want %q", m[1], slug)
+	}
+	p.url, p.node = m[2], m[3]
+	return p
+}
+
+// startDaemon starts the binary with args and returns once it has printed
+// its first line (at most 30 s), and that line.
+func startDaemon(t *testing.T, env []string, args ...string) (*edgeProc, string) {
+	t.Helper()
+	cmd := exec.Command(canopyBin, args...)
+	cmd.Env = append(cleanEnv(), env...)
 	p := &edgeProc{cmd: cmd, stdout: new(lockedBuffer), stderr: new(lockedBuffer), exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	pipe, err := cmd.StdoutPipe()
@@ -180,20 +202,13 @@ func startEdge(t *testing.T, slug string, args ...string) *edgeProc {
 	})
 	select {
 	case line := <-lines:
-		m := servingLine.FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("edge's first line %q is not the serving line\nstderr: %s", line, p.stderr)
-		}
-		if m[1] != slug {
-			t.Fatalf("edge serves event %q, want %q", m[1], slug)
-		}
-		p.url, p.node = m[2], m[3]
+		return p, line
 	case <-p.exited:
-		t.Fatalf("edge exited before serving: %v\nstdout: %s\nstderr: %s", p.err, p.stdout, p.stderr)
+		t.Fatalf("%v exited before serving: %v\nstdout: %s\nstderr: %s", args, p.err, p.stdout, p.stderr)
 	case <-time.After(30 * time.Second):
-		t.Fatalf("edge printed no serving line within 30s\nstderr: %s", p.stderr)
+		t.Fatalf("%v printed nothing within 30s\nstderr: %s", args, p.stderr)
 	}
-	return p
+	return nil, ""
 }
 
 // stop sends SIGTERM and requires a clean exit within 20 s.
