@@ -55,4 +55,7 @@ while IFS= read -r file; do
 done < <(grep -rlE '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' --include='*_test.go' . | sort)
 echo "fuzz targets run: $fuzzed"
 
+step "http caching test suite (http-cache-tests)"
+./scripts/cache-tests.sh
+
 step "all checks passed"
