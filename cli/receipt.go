@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"canopy/auth"
 	"canopy/receipt"
@@ -23,7 +24,12 @@ func runVerifyReceipt(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "verify receipt", "FILE --event EVENT\n\nFILE is a receipt document (application/vnd.canopy.receipt+json, as served by\nGET /v1/receipts/{id}). Exit status: 0 verified, 1 not verified, 2 bad usage.")
 	eventPath := fs.String("event", "", "the event's event.json or its directory (required)")
 	requireProof := fs.Bool("require-proof", false, "fail if the receipt carries no inclusion proof yet (pending checkpoint)")
-	if err := parseFlags(fs, flagsFirst(args, map[string]bool{"event": true}), 1); err != nil {
+	var witnessKeys []string
+	fs.Func("witness-key", "a hub witness's verifier key (ledger/FORMAT.md); the checkpoint must carry its valid cosignature (repeatable)", func(v string) error {
+		witnessKeys = append(witnessKeys, v)
+		return nil
+	})
+	if err := parseFlags(fs, flagsFirst(args, map[string]bool{"event": true, "witness-key": true}), 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -40,7 +46,7 @@ func runVerifyReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := receipt.Verify(doc, ev, receipt.Options{RequireProof: *requireProof})
+	r, err := receipt.Verify(doc, ev, receipt.Options{RequireProof: *requireProof, WitnessKeys: witnessKeys})
 	if err != nil {
 		return fmt.Errorf("%s does not verify: %w", fs.Arg(0), err)
 	}
@@ -58,6 +64,16 @@ func runVerifyReceipt(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(w, "OK   inclusion proof: leaf %d of the node's signed checkpoint of size %d\n",
 		r.Document.Proof.Index, r.Checkpoint.Size)
+	if len(r.Cosignatures) == 0 {
+		fmt.Fprintf(w, "NOTE witness: the checkpoint carries no witness cosignature yet\n")
+	}
+	for _, c := range r.Cosignatures {
+		status := "NOTE witness: cosigned by %s (key hash %08x) at %s; not checked (give --witness-key)\n"
+		if c.Verified {
+			status = "OK   witness: cosigned by %s (key hash %08x) at %s; the cosignature verifies\n"
+		}
+		fmt.Fprintf(w, status, c.Name, c.KeyHash, c.Time.Format(time.RFC3339))
+	}
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"canopy/revocation"
 	"canopy/store"
 	"canopy/viewset"
+	"canopy/witness"
 )
 
 // Event is one event a hub serves: the hub's own log in it, its sync
@@ -28,8 +29,11 @@ type Event struct {
 	Enrolment *auth.Enrolment
 	Journal   *journal.Journal
 	Sync      *replica.Node
-	API       *api.Server
-	store     store.Store
+	// Witness checks and cosigns the checkpoints of the event's nodes and
+	// quarantines a node that shows two histories.
+	Witness *witness.Witness
+	API     *api.Server
+	store   store.Store
 }
 
 func (ev *Event) ready(ctx context.Context) error {
@@ -138,9 +142,14 @@ func (h *Hub) openEvent(ctx context.Context, le *loadedEvent) (*Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
+	// The hub's node key also signs its witness cosignatures in this event.
+	ev.Witness, err = witness.New(witness.Config{Event: slug, Key: le.key, Store: h.Store, Appender: j, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("witness: %w", err)
+	}
 	ev.Sync = &replica.Node{
 		Event: le.event, Journal: j, Store: h.Store, Clock: h.clock, Logger: log,
-		Heartbeat: h.Config.Heartbeat, Stopping: h.stopping,
+		Heartbeat: h.Config.Heartbeat, Stopping: h.stopping, Witness: ev.Witness,
 	}
 	replica.Register(ev.API, ev.Sync)
 	ok = true

@@ -12,6 +12,7 @@ import (
 	"canopy/ledger"
 	"canopy/pos"
 	"canopy/store"
+	"canopy/witness"
 )
 
 // Checkpointer signs a checkpoint of this node's log covering every durable
@@ -125,7 +126,7 @@ func covering(ctx context.Context, d Deps, node ledger.NodeID, seq uint64) (stor
 	cp, err := d.Store.LatestCheckpoint(ctx, d.Event.Slug, node)
 	switch {
 	case err == nil && cp.Size >= seq:
-		return cp, true, nil
+		return cosignedCovering(ctx, d, cp, seq)
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return cp, false, fmt.Errorf("receipt: read checkpoint of %s: %w", node, err)
 	}
@@ -136,6 +137,25 @@ func covering(ctx context.Context, d Deps, node ledger.NodeID, seq uint64) (stor
 	// and is served as pending; the journal signs again within a second.
 	cp, err = d.Checkpointer.SignCheckpoint(ctx)
 	return cp, err == nil && cp.Size >= seq, nil
+}
+
+// cosignedCovering returns latest if a witness cosigned it, else the
+// latest stored checkpoint covering seq that a witness cosigned, else
+// latest: a receipt carries the strongest evidence the node holds.
+func cosignedCovering(ctx context.Context, d Deps, latest store.Checkpoint, seq uint64) (store.Checkpoint, bool, error) {
+	if cs, _ := witness.Cosignatures(latest.Note, d.Event.Slug); len(cs) > 0 {
+		return latest, true, nil
+	}
+	all, err := d.Store.Checkpoints(ctx, d.Event.Slug, latest.Node)
+	if err != nil {
+		return latest, false, fmt.Errorf("receipt: read checkpoints of %s: %w", latest.Node, err)
+	}
+	for i := len(all) - 1; i >= 0 && all[i].Size >= seq; i-- {
+		if cs, _ := witness.Cosignatures(all[i].Note, d.Event.Slug); len(cs) > 0 {
+			return all[i], true, nil
+		}
+	}
+	return latest, true, nil
 }
 
 func entryAt(ctx context.Context, st store.Store, event string, node ledger.NodeID, seq uint64) (*ledger.Entry, error) {

@@ -15,6 +15,7 @@ import (
 
 	"canopy/ledger"
 	"canopy/pos"
+	"canopy/witness"
 )
 
 // MediaType is the media type of a receipt document.
@@ -101,6 +102,16 @@ type Receipt struct {
 	Payment  pos.PaymentBody // Payment.Receipt is not nil
 	// Checkpoint is the parsed checkpoint, nil when pending.
 	Checkpoint *ledger.Checkpoint
+	// Cosignatures are the witness cosignatures (C2SP tlog-cosignature)
+	// found on the checkpoint; Verify sets Verified on those it checked
+	// with a key given in Options.WitnessKeys.
+	Cosignatures []Cosignature
+}
+
+// Cosignature is a witness cosignature on a receipt's checkpoint.
+type Cosignature struct {
+	witness.Cosignature
+	Verified bool
 }
 
 // Encode returns the canonical encoding of the document: indented JSON

@@ -13,6 +13,7 @@ import (
 	"canopy/auth"
 	"canopy/ledger"
 	"canopy/pos"
+	"canopy/witness"
 )
 
 // Checks a verifier makes, in order. A Failure names the one that failed.
@@ -26,6 +27,7 @@ const (
 	CheckBody       = "receipt body"
 	CheckCheckpoint = "checkpoint"
 	CheckProof      = "inclusion proof"
+	CheckWitness    = "witness cosignature"
 )
 
 // Failure says which check of a receipt failed and why.
@@ -45,6 +47,10 @@ type Options struct {
 	// RequireProof makes a receipt without an inclusion proof (pending
 	// checkpoint) fail.
 	RequireProof bool
+	// WitnessKeys are verifier keys of witnesses (a hub's, in the form
+	// witness.VerifierKey writes) whose cosignature the checkpoint must
+	// carry; a receipt without one fails the CheckWitness check.
+	WitnessKeys []string
 }
 
 // Verify checks a receipt document offline against the event's public
@@ -117,6 +123,9 @@ func VerifyDocument(d *Document, ev *auth.Event, opt Options) (*Receipt, error) 
 
 	r := &Receipt{Document: *d, Entry: e, Payment: pay}
 	if d.PendingCheckpoint {
+		if len(opt.WitnessKeys) > 0 {
+			return nil, fail(CheckWitness, "absent: the receipt has no checkpoint yet (pending_checkpoint)")
+		}
 		if opt.RequireProof {
 			return nil, fail(CheckProof, "absent: no checkpoint covered the entry when the receipt was issued (pending_checkpoint)")
 		}
@@ -133,6 +142,25 @@ func VerifyDocument(d *Document, ev *auth.Event, opt Options) (*Receipt, error) 
 		return nil, err
 	}
 	r.Checkpoint = &cp
+	found, err := witness.Cosignatures([]byte(d.Checkpoint), ev.Slug)
+	if err != nil {
+		return nil, fail(CheckCheckpoint, "%v", err)
+	}
+	for _, c := range found {
+		r.Cosignatures = append(r.Cosignatures, Cosignature{Cosignature: c})
+	}
+	for _, k := range opt.WitnessKeys {
+		if err := witness.VerifyCosignature([]byte(d.Checkpoint), k); err != nil {
+			return nil, fail(CheckWitness, "%v", err)
+		}
+		name, rest, _ := strings.Cut(k, "+")
+		hash, _, _ := strings.Cut(rest, "+")
+		for i, c := range r.Cosignatures {
+			if c.Name == name && fmt.Sprintf("%08x", c.KeyHash) == hash {
+				r.Cosignatures[i].Verified = true
+			}
+		}
+	}
 	return r, nil
 }
 

@@ -157,8 +157,10 @@ func (p *Peer) pushLoop(ctx context.Context, url string) error {
 	if theirs == nil {
 		theirs = Vector{}
 	}
+	cps := newCPTracker(p.Node)
+	defer cps.stop()
 	for {
-		changed := p.Node.Journal.Changed()
+		changed, cpChanged := p.Node.Journal.Changed(), p.Node.cpChanged()
 		var buf bytes.Buffer
 		sw, err := newWriter(&buf)
 		if err != nil {
@@ -172,7 +174,11 @@ func (p *Peer) pushLoop(ctx context.Context, url string) error {
 		if err != nil {
 			return err
 		}
-		if n > 0 {
+		k, err := cps.send(ctx, sw, theirs, sent)
+		if err != nil {
+			return err
+		}
+		if n > 0 || k > 0 {
 			if err := sw.end(); err != nil {
 				return err
 			}
@@ -198,11 +204,8 @@ func (p *Peer) pushLoop(ctx context.Context, url string) error {
 				continue // more to send at once
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if !cps.wait(ctx, nil, changed, cpChanged, p.Node.Heartbeat) {
 			return ctx.Err()
-		case <-changed:
-		case <-time.After(p.Node.Heartbeat):
 		}
 	}
 }

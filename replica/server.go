@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"sync"
 	"time"
 
 	"canopy/api"
@@ -32,6 +34,15 @@ type Node struct {
 	// Stopping, when closed, ends follow streams (the daemon closes it as
 	// it shuts down, since http.Server.Shutdown waits for open streams).
 	Stopping <-chan struct{}
+	// Witness, if set (a hub's), cosigns the checkpoints received and is
+	// told of authors showing two histories.
+	Witness Witness
+	// CheckpointPoll is how often a stream looks for a checkpoint this node
+	// signed of its own log (default 1 s): signing commits no entry, so it
+	// wakes nothing.
+	CheckpointPoll time.Duration
+	cpMu           sync.Mutex
+	cpCh           chan struct{} // closed when a received checkpoint is stored
 
 	authors *authors
 }
@@ -73,6 +84,9 @@ func Register(s *api.Server, n *Node) {
 	}
 	if n.Heartbeat <= 0 {
 		n.Heartbeat = 10 * time.Second
+	}
+	if n.CheckpointPoll <= 0 {
+		n.CheckpointPoll = time.Second
 	}
 	n.authors = newAuthors(n.Event, n.Store)
 	s.Handle(api.Route{Pattern: "GET /v1/sync/vector", Handler: n.vector})
@@ -127,11 +141,27 @@ func (n *Node) pull(w http.ResponseWriter, r *http.Request) error {
 		sent[k] = v
 	}
 	ctx := r.Context()
+	cps := newCPTracker(n)
+	defer cps.stop()
 	for {
-		changed := n.Journal.Changed()
-		if _, err := n.sendMissing(ctx, sw, sent, 0); err != nil {
+		changed, cpChanged := n.Journal.Changed(), n.cpChanged()
+		before := maps.Clone(sent)
+		polled := cps.polled()
+		k, err := n.sendMissing(ctx, sw, sent, 0)
+		if err == nil {
+			var c int
+			c, err = cps.send(ctx, sw, before, sent)
+			k += c
+		}
+		if err != nil {
 			n.Logger.Warn("sync: pull stream", "peer", peer.Node.String(), "err", err)
 			return nil
+		}
+		if polled && k == 0 {
+			if !cps.wait(ctx, n.Stopping, changed, cpChanged, n.Heartbeat) {
+				return nil
+			}
+			continue
 		}
 		if err := sw.end(); err != nil {
 			return nil
@@ -145,13 +175,8 @@ func (n *Node) pull(w http.ResponseWriter, r *http.Request) error {
 		if !req.Follow {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !cps.wait(ctx, n.Stopping, changed, cpChanged, n.Heartbeat) {
 			return nil
-		case <-n.Stopping:
-			return nil
-		case <-changed:
-		case <-time.After(n.Heartbeat):
 		}
 	}
 }
@@ -198,6 +223,9 @@ func (n *Node) push(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if qerr := n.authors.quarantined(r.Context(), peer.Node); qerr != nil {
+		return n.refusePush(w, r, peer.Node, qerr)
+	}
 	rd, err := newReader(r.Body)
 	if err != nil {
 		if errors.Is(err, ErrVersion) {
@@ -231,6 +259,7 @@ const chunk = 1024
 func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
 	type job struct {
 		stored []store.Stored
+		cps    []cpFrame     // checkpoints to take once stored is
 		done   chan struct{} // closed when stored (so an end frame can wait)
 	}
 	jobs := make(chan job, 4)
@@ -245,12 +274,14 @@ func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
 				added += k
 				ingestErr = err
 			}
+			ingestErr = n.afterIngest(ctx, j.stored, j.cps, ingestErr)
 			if j.done != nil {
 				close(j.done)
 			}
 		}
 	}()
 	var pending []*ledger.Entry
+	var pendingCP []cpFrame
 	// submit verifies the pending chunk and queues what is authentic.
 	submit := func(wait bool) error {
 		ok, verr := n.authors.checkAll(ctx, pending)
@@ -259,7 +290,14 @@ func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
 			stored[i] = store.Stored{Entry: e, Hash: e.Hash()}
 		}
 		pending = pending[:0]
+		var fe *ForkError
+		if errors.As(verr, &fe) {
+			n.reportFork(ctx, fe)
+		}
 		j := job{stored: stored}
+		if verr == nil {
+			j.cps, pendingCP = pendingCP, nil
+		}
 		if wait {
 			j.done = make(chan struct{})
 		}
@@ -288,6 +326,12 @@ func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
 			if err := submit(true); err != nil {
 				return finish(err)
 			}
+		case frameCheckpoint:
+			f, err := parseCheckpointFrame(p)
+			if err != nil {
+				return finish(errors.Join(err, submit(false)))
+			}
+			pendingCP = append(pendingCP, f)
 		case frameEntry:
 			e, err := ledger.Decode(p)
 			if err != nil {

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 
 	"canopy/auth"
 	"canopy/ledger"
+	"canopy/reconcile"
 	"canopy/revocation"
 	"canopy/store"
 )
@@ -18,7 +20,24 @@ import (
 var (
 	ErrUnknownAuthor = errors.New("replica: author not enrolled (its enrolment entry is missing)")
 	ErrRevokedAuthor = errors.New("replica: author revoked")
+	// ErrQuarantinedAuthor: a hub's witness caught the author showing two
+	// histories and wrote a node.quarantined fact about it.
+	ErrQuarantinedAuthor = errors.New("replica: author quarantined")
 )
+
+// ForkError says an author signed two different entries for one place of
+// its log: Held is the entry held at Got's seq, or the held entry before
+// Got that Got does not chain to. It wraps store.ErrConflict.
+type ForkError struct {
+	Held, Got *ledger.Entry
+}
+
+func (e *ForkError) Error() string {
+	return fmt.Sprintf("%v: node %s signed entry %d (hash %s) and entry %d (hash %s, prev %s), two histories",
+		store.ErrConflict, e.Got.Node, e.Held.Seq, e.Held.Hash(), e.Got.Seq, e.Got.Hash(), e.Got.Prev)
+}
+
+func (e *ForkError) Unwrap() error { return store.ErrConflict }
 
 // authors authenticates received entries: an author's key comes from its
 // enrolment entry (seq 1) verified with the event key; every entry's
@@ -28,12 +47,74 @@ type authors struct {
 	ev *auth.Event
 	st store.Store
 
-	mu   sync.Mutex
-	keys map[ledger.NodeID]ed25519.PublicKey
+	mu          sync.Mutex
+	keys        map[ledger.NodeID]ed25519.PublicKey
+	roles       map[ledger.NodeID]string
+	quarantines map[ledger.NodeID]error // quarantines are forever: only found ones are kept
 }
 
 func newAuthors(ev *auth.Event, st store.Store) *authors {
-	return &authors{ev: ev, st: st, keys: map[ledger.NodeID]ed25519.PublicKey{}}
+	return &authors{ev: ev, st: st, keys: map[ledger.NodeID]ed25519.PublicKey{},
+		roles: map[ledger.NodeID]string{}, quarantines: map[ledger.NodeID]error{}}
+}
+
+// hubKey returns the key of an enrolled hub node (whose witness may
+// cosign checkpoints and quarantine nodes), or false.
+func (a *authors) hubKey(ctx context.Context, node ledger.NodeID) (ed25519.PublicKey, bool) {
+	k, err := a.key(ctx, node)
+	if err != nil {
+		return nil, false
+	}
+	a.mu.Lock()
+	role := a.roles[node]
+	a.mu.Unlock()
+	return k, role == auth.NodeHub
+}
+
+// quarantined returns an error wrapping ErrQuarantinedAuthor if a hub has
+// quarantined node (a node.quarantined entry by an enrolled hub naming it).
+func (a *authors) quarantined(ctx context.Context, node ledger.NodeID) error {
+	a.mu.Lock()
+	qerr := a.quarantines[node]
+	a.mu.Unlock()
+	if qerr != nil {
+		return qerr
+	}
+	ss, err := a.st.EntriesByKey(ctx, a.ev.Slug, reconcile.QuarantineKey(node))
+	if err != nil {
+		return err
+	}
+	for _, s := range ss {
+		if s.Entry.Kind != reconcile.KindNodeQuarantined {
+			continue
+		}
+		if _, hub := a.hubKey(ctx, s.Entry.Node); !hub {
+			continue
+		}
+		var q reconcile.Quarantine
+		if json.Unmarshal(s.Entry.Body, &q) != nil || q.Node != node {
+			continue
+		}
+		qerr = fmt.Errorf("%w: %s by hub %s (%s)", ErrQuarantinedAuthor, node, s.Entry.Node, q.Reason)
+		a.mu.Lock()
+		a.quarantines[node] = qerr
+		a.mu.Unlock()
+		return qerr
+	}
+	return nil
+}
+
+// blocked returns why entries of node are refused (revoked or
+// quarantined), or nil.
+func (a *authors) blocked(ctx context.Context, node ledger.NodeID) error {
+	row, err := revocation.Lookup(ctx, a.st, a.ev.Slug, revocation.WhatNode, node.String())
+	switch {
+	case err != nil:
+		return err
+	case row != nil:
+		return fmt.Errorf("%w: %s (%s)", ErrRevokedAuthor, node, row.Reason)
+	}
+	return a.quarantined(ctx, node)
 }
 
 // key returns an author's key from the cache or its stored enrolment entry.
@@ -65,34 +146,40 @@ func (a *authors) learn(e *ledger.Entry) (ed25519.PublicKey, error) {
 	}
 	a.mu.Lock()
 	a.keys[e.Node] = enr.PublicKey
+	a.roles[e.Node] = enr.Role
 	a.mu.Unlock()
 	return enr.PublicKey, nil
 }
 
 // checkAll authenticates a chunk of entries and returns how many of them,
 // from the start, are authentic, and why the next one is not. Authors'
-// enrolments and revocations are looked up once per chunk; signatures are
-// checked in parallel on every core.
+// enrolments, revocations, quarantines and held heads are looked up once
+// per chunk; signatures are checked in parallel on every core. An entry at
+// a seq already held must be the held entry: another one is a fork
+// (*ForkError), found only once its signature verified.
 func (a *authors) checkAll(ctx context.Context, es []*ledger.Entry) (int, error) {
 	keys := make([]ed25519.PublicKey, len(es))
-	revoked := map[ledger.NodeID]error{}
+	blocked := map[ledger.NodeID]error{}
+	heads := map[ledger.NodeID]uint64{}
 	for i, e := range es {
 		if e.Event != a.ev.Slug {
 			return i, fmt.Errorf("replica: entry %s/%d is of event %q, not %q", e.Node, e.Seq, e.Event, a.ev.Slug)
 		}
-		rerr, seen := revoked[e.Node]
+		berr, seen := blocked[e.Node]
 		if !seen {
-			row, err := revocation.Lookup(ctx, a.st, a.ev.Slug, revocation.WhatNode, e.Node.String())
-			switch {
-			case err != nil:
-				rerr = err
-			case row != nil:
-				rerr = fmt.Errorf("%w: %s (%s)", ErrRevokedAuthor, e.Node, row.Reason)
+			berr = a.blocked(ctx, e.Node)
+			blocked[e.Node] = berr
+			if berr == nil {
+				head, _, err := a.st.Head(ctx, a.ev.Slug, e.Node)
+				if err != nil {
+					berr = err
+					blocked[e.Node] = err
+				}
+				heads[e.Node] = head
 			}
-			revoked[e.Node] = rerr
 		}
-		if rerr != nil {
-			return i, rerr
+		if berr != nil {
+			return i, berr
 		}
 		var err error
 		if e.Seq == 1 {
@@ -122,6 +209,17 @@ func (a *authors) checkAll(ctx context.Context, es []*ledger.Entry) (int, error)
 	for i, err := range bad {
 		if err != nil {
 			return i, err
+		}
+		e := es[i]
+		if e.Seq > heads[e.Node] {
+			continue
+		}
+		held, err := a.st.Entries(ctx, a.ev.Slug, e.Node, e.Seq, e.Seq, 1)
+		if err != nil {
+			return i, err
+		}
+		if len(held) == 1 && held[0].Hash != e.Hash() {
+			return i, &ForkError{Held: held[0].Entry, Got: e}
 		}
 	}
 	return len(es), nil

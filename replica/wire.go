@@ -58,6 +58,12 @@ func NewStreamWriter(w io.Writer) (*StreamWriter, error) {
 // Entry writes one encoded entry.
 func (s *StreamWriter) Entry(encoded []byte) error { return s.w.entry(encoded) }
 
+// Checkpoint writes a checkpoint frame: a signed checkpoint note of node's
+// log.
+func (s *StreamWriter) Checkpoint(node ledger.NodeID, note []byte) error {
+	return s.w.checkpoint(node, note)
+}
+
 // End writes an end frame.
 func (s *StreamWriter) End() error { return s.w.end() }
 
