@@ -137,7 +137,11 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, "commit", func(tx *sql.Tx) error { return s.apply(tx, b, runs) })
+	err = s.write(ctx, "commit", func(tx *sql.Tx) error { return s.apply(tx, b, runs) })
+	if err == nil && len(b.Views) > 0 {
+		s.cache.committed(b.Event, b.Views)
+	}
+	return err
 }
 
 // ReplaceViews implements store.Store.
@@ -152,6 +156,7 @@ func (s *Store) ReplaceViews(ctx context.Context, event string, rows []store.Vie
 	if err := checkViews(rows); err != nil {
 		return err
 	}
+	defer s.cache.forget(event)
 	return s.write(ctx, "replace views", func(tx *sql.Tx) error {
 		if _, err := tx.Stmt(s.ws.delViews).Exec(event); err != nil {
 			return err

@@ -293,16 +293,23 @@ func (s *Store) View(ctx context.Context, event, view, key string) ([]byte, erro
 		return nil, err
 	}
 	defer s.leave()
-	var v []byte
-	err := s.rs.view.QueryRowContext(ctx, event, view, key).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: view %s row %q in event %q", store.ErrNotFound, view, key, event)
-	}
-	if err != nil {
-		return nil, classify("view", err)
+	k := cacheKey{event, view, key}
+	v, ok := s.cache.get(k)
+	if !ok {
+		gen := s.cache.generation()
+		err := s.rs.view.QueryRowContext(ctx, event, view, key).Scan(&v)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			v = nil
+		case err != nil:
+			return nil, classify("view", err)
+		case v == nil:
+			v = []byte{}
+		}
+		s.cache.fill(gen, k, v)
 	}
 	if v == nil {
-		v = []byte{}
+		return nil, fmt.Errorf("%w: view %s row %q in event %q", store.ErrNotFound, view, key, event)
 	}
 	return v, nil
 }
@@ -380,11 +387,21 @@ func (s *Store) ReadViews(ctx context.Context, event string, keys []store.ViewKe
 	defer s.leave()
 	out := make([][]byte, len(keys))
 	at := make(map[store.ViewKey][]int, len(keys))
+	var missing []store.ViewKey
 	for i, k := range keys {
+		if v, ok := s.cache.get(cacheKey{event, k.View, k.Key}); ok {
+			out[i] = v
+			continue
+		}
+		if _, dup := at[k]; !dup {
+			missing = append(missing, k)
+		}
 		at[k] = append(at[k], i)
 	}
-	for start := 0; start < len(keys); start += readViewsChunk {
-		chunk := keys[start:min(len(keys), start+readViewsChunk)]
+	gen := s.cache.generation()
+	found := map[store.ViewKey]bool{}
+	for start := 0; start < len(missing); start += readViewsChunk {
+		chunk := missing[start:min(len(missing), start+readViewsChunk)]
 		var q strings.Builder
 		q.WriteString(`SELECT view, key, value FROM views WHERE event = ? AND (view, key) IN (VALUES `)
 		args := make([]any, 0, 1+2*len(chunk))
@@ -411,6 +428,8 @@ func (s *Store) ReadViews(ctx context.Context, event string, keys []store.ViewKe
 			if v == nil {
 				v = []byte{}
 			}
+			found[k] = true
+			s.cache.fill(gen, cacheKey{event, k.View, k.Key}, v)
 			for _, i := range at[k] {
 				out[i] = v
 			}
@@ -419,6 +438,11 @@ func (s *Store) ReadViews(ctx context.Context, event string, keys []store.ViewKe
 		rows.Close()
 		if err != nil {
 			return nil, classify("read views", err)
+		}
+	}
+	for _, k := range missing {
+		if !found[k] {
+			s.cache.fill(gen, cacheKey{event, k.View, k.Key}, nil)
 		}
 	}
 	return out, nil

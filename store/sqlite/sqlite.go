@@ -75,6 +75,9 @@ CREATE TABLE views (
 );
 `
 
+// viewCacheBytes bounds the in-memory cache of view rows.
+const viewCacheBytes = 64 << 20
+
 // Option configures Open.
 type Option func(*options)
 
@@ -122,6 +125,7 @@ type Store struct {
 	readOnly bool
 	w        *sql.DB
 	cp       *sql.DB // background WAL checkpointer
+	cache    *viewCache
 	cpStop   chan struct{}
 	cpDone   chan struct{} // exactly one connection: every write goes through it
 	r        *sql.DB       // read-only pool
@@ -155,7 +159,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
 	}
-	s := &Store{path: abs, readOnly: o.readOnly, wsem: make(chan struct{}, 1)}
+	s := &Store{path: abs, readOnly: o.readOnly, wsem: make(chan struct{}, 1), cache: newViewCache(viewCacheBytes)}
 
 	wq := url.Values{}
 	wq.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeout.Milliseconds()))
