@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +21,10 @@ import (
 // SyncOptions configures RunSync.
 type SyncOptions struct {
 	Dir     string
-	Entries []int // backlogs to measure
+	Entries int   // catch-up backlog (the issue's figure is 100,000)
+	Restart int   // entries written while the receiving side is down
+	Heal    []int // backlogs for convergence after a heal (Canopy only)
+	Rounds  int   // rounds of Canopy then NATS, alternated
 }
 
 // countingTransport counts the bytes of response bodies (what the
@@ -49,74 +54,218 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// RunSync measures catch-up: an edge holding a backlog of signed entries is
-// met by a fresh edge that pulls them all; it reports entries/s, the time
-// from connection to equal vectors, and bytes on the wire per entry
-// relative to the entries' own encoded size.
+// SyncResult is one sync measurement, or (Stat "median") the median of a
+// bench's rounds.
+type SyncResult struct {
+	Bench  string `json:"bench"`
+	System string `json:"system"` // canopy or nats
+	Stat   string `json:"stat,omitempty"`
+	Round  int    `json:"round,omitempty"`
+	// Entries is how many entries (messages) the measurement moved; Backlog,
+	// when set, is how many the receiver holds at the end.
+	Entries         int     `json:"entries"`
+	Backlog         int     `json:"backlog,omitempty"`
+	Seconds         float64 `json:"seconds"`
+	PerSecond       float64 `json:"per_second,omitempty"`
+	WireBytes       int64   `json:"wire_bytes,omitempty"`
+	EncodedBytes    int64   `json:"encoded_bytes,omitempty"`
+	WireOverEncoded float64 `json:"wire_over_encoded,omitempty"`
+	Note            string  `json:"note,omitempty"`
+}
+
+// SyncRatio compares the medians of one bench: Canopy's over NATS's.
+type SyncRatio struct {
+	Bench string `json:"bench"`
+	Stat  string `json:"stat"` // "ratio canopy/nats"
+	// Seconds below 1 and PerSecond above 1 mean Canopy was faster.
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"per_second,omitempty"`
+}
+
+// What each bench measures, printed with its results.
+const (
+	noteCatchUp = "catch-up: the receiver meets a sender holding the backlog; timed from the start of the sync " +
+		"(canopy: the fresh edge's peer session starts; nats: the hub stream sourcing the edge stream is created, " +
+		"leaf connection already up) until the receiver holds every entry"
+	noteRestart = "restart: the receiver (canopy: the peer edge; nats: the hub server) is stopped, entries more are " +
+		"written on the sender, then it restarts with its store intact; timed from the restart call until it holds every entry"
+	noteHeal = "convergence after a heal: the link to an edge holding the backlog is restored (a peer session starts); " +
+		"timed until both edges' version vectors are equal"
+)
+
+// RunSync compares catch-up between Canopy and NATS JetStream, alternating
+// rounds (Canopy, NATS, Canopy, NATS, …): a backlog of o.Entries entries
+// pulled by a receiver that lacks them, and catch-up after the receiver
+// restarts with o.Restart entries written meanwhile. NATS gets messages of
+// the same number and size as Canopy's encoded entries, with the hub stream
+// sourcing the edge stream over a leaf-node connection (configuration in
+// testdata/). It also measures Canopy's convergence after a heal for each
+// backlog in o.Heal. It prints every run, then medians and ratios, as JSON
+// lines.
 func RunSync(ctx context.Context, w io.Writer, o SyncOptions) error {
+	if o.Entries < 1 || o.Restart < 1 || o.Rounds < 1 {
+		return fmt.Errorf("bench sync: entries, restart entries and rounds must be at least 1 (have %d, %d, %d)",
+			o.Entries, o.Restart, o.Rounds)
+	}
 	enc := json.NewEncoder(w)
-	for _, n := range o.Entries {
-		r, err := syncOnce(ctx, o.Dir, n)
+	var all []SyncResult
+	emit := func(r SyncResult) {
+		all = append(all, r)
+		enc.Encode(r)
+	}
+	for round := 1; round <= o.Rounds; round++ {
+		cc, cr, size, err := canopyRun(ctx, o.Dir, o.Entries, o.Restart)
 		if err != nil {
-			return err
+			return fmt.Errorf("canopy round %d: %w", round, err)
+		}
+		cc.Round, cr.Round = round, round
+		emit(cc)
+		emit(cr)
+		nc, nr, err := natsRun(ctx, o.Dir, o.Entries, o.Restart, size)
+		if err != nil {
+			return fmt.Errorf("nats round %d: %w", round, err)
+		}
+		nc.Round, nr.Round = round, round
+		emit(nc)
+		emit(nr)
+		for _, k := range o.Heal {
+			h, _, _, err := canopyRun(ctx, o.Dir, k, 0)
+			if err != nil {
+				return fmt.Errorf("canopy heal round %d: %w", round, err)
+			}
+			h.Bench, h.Round = fmt.Sprintf("sync.heal.%d", k), round
+			emit(h)
+		}
+	}
+	medians := map[[2]string]SyncResult{}
+	var order [][2]string
+	for _, r := range all {
+		k := [2]string{r.Bench, r.System}
+		if _, ok := medians[k]; !ok {
+			order = append(order, k)
+			medians[k] = median(all, r.Bench, r.System)
+		}
+	}
+	for _, k := range order {
+		enc.Encode(medians[k])
+	}
+	for _, b := range []string{"sync.catch_up", "sync.restart"} {
+		c, n := medians[[2]string{b, "canopy"}], medians[[2]string{b, "nats"}]
+		r := SyncRatio{Bench: b, Stat: "ratio canopy/nats", Seconds: ratio(c.Seconds, n.Seconds)}
+		if b == "sync.catch_up" {
+			r.PerSecond = ratio(c.PerSecond, n.PerSecond)
 		}
 		enc.Encode(r)
 	}
 	return nil
 }
 
-// SyncResult is one catch-up measurement.
-type SyncResult struct {
-	Bench           string  `json:"bench"`
-	Entries         int     `json:"entries"`
-	Seconds         float64 `json:"seconds"`
-	PerSecond       float64 `json:"per_second"`
-	WireBytes       int64   `json:"wire_bytes"`
-	EncodedBytes    int64   `json:"encoded_bytes"`
-	WireOverEncoded float64 `json:"wire_over_encoded"`
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return round(a / b)
 }
 
-func syncOnce(ctx context.Context, root string, n int) (SyncResult, error) {
-	dir, err := os.MkdirTemp(root, "canopy-bench-sync-")
-	if err != nil {
-		return SyncResult{}, err
+// median is the median of the named runs, field by field.
+func median(all []SyncResult, bench, system string) SyncResult {
+	var rs []SyncResult
+	for _, r := range all {
+		if r.Bench == bench && r.System == system {
+			rs = append(rs, r)
+		}
 	}
-	defer os.RemoveAll(dir)
-	a, err := StartEdge(ctx, filepath.Join(dir, "a"), "bench-sync")
-	if err != nil {
-		return SyncResult{}, err
+	mid := func(f func(SyncResult) float64) float64 {
+		vs := make([]float64, len(rs))
+		for i, r := range rs {
+			vs[i] = f(r)
+		}
+		slices.Sort(vs)
+		if len(vs)%2 == 1 {
+			return vs[len(vs)/2]
+		}
+		return round((vs[len(vs)/2-1] + vs[len(vs)/2]) / 2)
 	}
-	defer a.Close(context.Background())
-	var encoded int64
+	m := rs[0]
+	m.Stat, m.Round, m.Note = "median", 0, ""
+	m.Seconds = mid(func(r SyncResult) float64 { return r.Seconds })
+	m.PerSecond = mid(func(r SyncResult) float64 { return r.PerSecond })
+	m.WireOverEncoded = mid(func(r SyncResult) float64 { return r.WireOverEncoded })
+	m.WireBytes, m.EncodedBytes = 0, 0
+	return m
+}
+
+// appendBacklog appends n entries to e's log in parallel waves and returns
+// their encoded size in bytes.
+func appendBacklog(ctx context.Context, e *Edge, from, n int) (int64, error) {
+	var encoded atomic.Int64
 	body := []byte(`{"note":"` + pad(150) + `"}`)
 	for i := 0; i < n; {
-		// Append in parallel waves so the backlog builds quickly.
 		wave := min(256, n-i)
 		errs := make(chan error, wave)
 		for k := 0; k < wave; k++ {
 			go func(k int) {
-				e, err := a.Journal.Append(ctx, "bench.note/v1", fmt.Sprintf("n%d", i+k), body)
+				en, err := e.Journal.Append(ctx, "bench.note/v1", fmt.Sprintf("n%d", from+i+k), body)
 				if err == nil {
-					atomic.AddInt64(&encoded, int64(len(e.Encode())))
+					encoded.Add(int64(len(en.Encode())))
 				}
 				errs <- err
 			}(k)
 		}
 		for k := 0; k < wave; k++ {
 			if err := <-errs; err != nil {
-				return SyncResult{}, err
+				return 0, err
 			}
 		}
 		i += wave
+	}
+	return encoded.Load(), nil
+}
+
+// equalVectors waits until a and b hold the same entries of every author.
+func equalVectors(ctx context.Context, a, b *edge.Edge, what string) error {
+	return waitFor(5*time.Minute, what, func() (bool, error) {
+		va, err := a.Store.Vector(ctx, a.Event.Slug)
+		if err != nil {
+			return false, err
+		}
+		vb, err := b.Store.Vector(ctx, b.Event.Slug)
+		if err != nil {
+			return false, err
+		}
+		return maps.Equal(va, vb), nil
+	})
+}
+
+// canopyRun measures the Canopy side: (a) catch-up — edge A holds n
+// entries and a fresh edge B of the same event starts syncing with it, timed
+// until their vectors are equal; (b) if m > 0, restart — B is closed, A
+// writes m more entries, and B is opened again on its intact store with A as
+// a configured peer, timed from the open until the vectors are equal again.
+// It also returns the mean encoded size of an entry.
+func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart SyncResult, size int, err error) {
+	dir, err := os.MkdirTemp(root, "canopy-bench-sync-")
+	if err != nil {
+		return catchUp, restart, 0, err
+	}
+	defer os.RemoveAll(dir)
+	a, err := StartEdge(ctx, filepath.Join(dir, "a"), "bench-sync")
+	if err != nil {
+		return catchUp, restart, 0, err
+	}
+	defer a.Close(context.Background())
+	encoded, err := appendBacklog(ctx, a, 0, n)
+	if err != nil {
+		return catchUp, restart, 0, err
 	}
 	// The second edge of the same event, a peer of the first.
 	bDir := filepath.Join(dir, "b")
 	nk, enr, err := auth.EnrollNode(a.EventKey, a.Event, "bench-b", auth.NodeEdge, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour))
 	if err != nil {
-		return SyncResult{}, err
+		return catchUp, restart, 0, err
 	}
 	if err := auth.WriteNode(filepath.Join(bDir, "node"), nk, enr); err != nil {
-		return SyncResult{}, err
+		return catchUp, restart, 0, err
 	}
 	cfg := config.Default()
 	cfg.Node.Dir = filepath.Join(bDir, "data")
@@ -125,35 +274,49 @@ func syncOnce(ctx context.Context, root string, n int) (SyncResult, error) {
 	cfg.Node.Listen = "127.0.0.1:0"
 	b, err := edge.Open(ctx, cfg, nil)
 	if err != nil {
-		return SyncResult{}, err
+		return catchUp, restart, 0, err
 	}
-	defer b.Close(context.Background())
-	want, err := a.Store.Vector(ctx, a.Event.Slug)
-	if err != nil {
-		return SyncResult{}, err
+	closeB := func() error {
+		if b == nil {
+			return nil
+		}
+		err := b.Close(context.Background())
+		b = nil
+		return err
 	}
+	defer closeB()
 	counter := &countingTransport{next: &http.Transport{ResponseHeaderTimeout: 10 * time.Second}}
 	start := time.Now()
 	b.AddPeer([]string{a.URL()}, &http.Client{Transport: counter})
-	node := a.Journal.Node()
-	for {
-		got, err := b.Store.Vector(ctx, a.Event.Slug)
-		if err != nil {
-			return SyncResult{}, err
-		}
-		if got[node] >= want[node] {
-			break
-		}
-		if time.Since(start) > 5*time.Minute {
-			return SyncResult{}, fmt.Errorf("catch-up of %d entries did not finish in 5 minutes (at %d)", n, got[node])
-		}
-		time.Sleep(2 * time.Millisecond) // polling for completion
+	if err := equalVectors(ctx, a.Edge, b, fmt.Sprintf("canopy catch-up of %d entries", n)); err != nil {
+		return catchUp, restart, 0, err
 	}
 	secs := time.Since(start).Seconds()
-	r := SyncResult{Bench: "sync.catch_up", Entries: n, Seconds: round(secs), PerSecond: round(float64(n) / secs),
-		WireBytes: counter.n.Load(), EncodedBytes: encoded}
-	if encoded > 0 {
-		r.WireOverEncoded = round(float64(r.WireBytes) / float64(encoded))
+	catchUp = SyncResult{Bench: "sync.catch_up", System: "canopy", Entries: n, Seconds: round(secs),
+		PerSecond: round(float64(n) / secs), WireBytes: counter.n.Load(), EncodedBytes: encoded}
+	catchUp.WireOverEncoded = round(float64(catchUp.WireBytes) / float64(encoded))
+	size = int((encoded + int64(n)/2) / int64(n))
+	if m <= 0 {
+		catchUp.Note = noteHeal
+		return catchUp, restart, size, nil
 	}
-	return r, nil
+	catchUp.Note = noteCatchUp
+
+	if err := closeB(); err != nil {
+		return catchUp, restart, 0, err
+	}
+	if _, err := appendBacklog(ctx, a, n, m); err != nil {
+		return catchUp, restart, 0, err
+	}
+	cfg.Sync.Peers = []string{a.URL()}
+	start = time.Now()
+	if b, err = edge.Open(ctx, cfg, nil); err != nil {
+		return catchUp, restart, 0, err
+	}
+	if err := equalVectors(ctx, a.Edge, b, fmt.Sprintf("canopy catch-up after a restart (%d+%d entries)", n, m)); err != nil {
+		return catchUp, restart, 0, err
+	}
+	secs = time.Since(start).Seconds()
+	restart = SyncResult{Bench: "sync.restart", System: "canopy", Entries: m, Backlog: n + m, Seconds: round(secs), Note: noteRestart}
+	return catchUp, restart, size, nil
 }

@@ -10,20 +10,32 @@ import (
 func init() {
 	register(command{
 		name:    "bench sync",
-		summary: "measure catch-up: a fresh edge pulls a backlog from another (JSON lines)",
+		summary: "compare catch-up with NATS JetStream (leaf node sourced by a hub) and time convergence after a heal (JSON lines)",
 		run:     runBenchSync,
 	})
 }
 
 func runBenchSync(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "bench sync", "[flags]")
-	dir := fs.String("dir", ".", "directory on the disk to measure (a temporary directory is made inside)")
-	entries := fs.String("entries", "1,1000,100000", "comma-separated backlogs to catch up")
+	dir := fs.String("dir", ".", "directory on the disk to measure (temporary directories are made inside and removed)")
+	entries := fs.Int("entries", 100_000, "catch-up backlog: entries (and NATS messages of the same size)")
+	restart := fs.Int("restart-entries", 1000, "entries written while the receiver is down, for catch-up after a restart")
+	heal := fs.String("heal", "1,1000", "comma-separated backlogs for Canopy's convergence after a heal")
+	rounds := fs.Int("rounds", 3, "rounds, each Canopy then NATS")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	ns, err := parseCounts(*entries)
+	for _, f := range []struct {
+		name string
+		v    int
+		max  int
+	}{{"entries", *entries, 10_000_000}, {"restart-entries", *restart, 10_000_000}, {"rounds", *rounds, 100}} {
+		if f.v < 1 || f.v > f.max {
+			return usageErrorf("--%s %d is not in 1..%d", f.name, f.v, f.max)
+		}
+	}
+	hs, err := parseCounts(*heal)
 	if err != nil {
 		return err
 	}
@@ -32,7 +44,8 @@ func runBenchSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer stop()
-	if err := bench.RunSync(ctx, e.stdout, bench.SyncOptions{Dir: *dir, Entries: ns}); err != nil {
+	o := bench.SyncOptions{Dir: *dir, Entries: *entries, Restart: *restart, Heal: hs, Rounds: *rounds}
+	if err := bench.RunSync(ctx, e.stdout, o); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	return nil

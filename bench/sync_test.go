@@ -1,0 +1,80 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+)
+
+// TestRunSyncSmoke runs the sync comparison at a tiny size, one round, and
+// checks that every run, median and ratio line appears, that the NATS hub
+// and the Canopy receiver really received the entries, and that the
+// temporary directories are gone.
+func TestRunSyncSmoke(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	o := SyncOptions{Dir: dir, Entries: 200, Restart: 20, Heal: []int{1, 10}, Rounds: 1}
+	if err := RunSync(context.Background(), &out, o); err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string]SyncResult{}
+	stats := map[string]map[string]any{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", sc.Text(), err)
+		}
+		key := m["bench"].(string) + " " + str(m["system"])
+		if s := str(m["stat"]); s != "" {
+			stats[key+" "+s] = m
+			continue
+		}
+		var r SyncResult
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		runs[key] = r
+	}
+	for _, k := range []string{"sync.catch_up canopy", "sync.catch_up nats"} {
+		r, ok := runs[k]
+		if !ok {
+			t.Fatalf("no %s line in:\n%s", k, out.String())
+		}
+		if r.Entries != 200 || r.Seconds <= 0 || r.PerSecond <= 0 || r.WireBytes < r.EncodedBytes || r.EncodedBytes < 200*100 {
+			t.Errorf("%s: implausible %+v", k, r)
+		}
+	}
+	for _, k := range []string{"sync.restart canopy", "sync.restart nats"} {
+		r, ok := runs[k]
+		if !ok || r.Entries != 20 || r.Backlog != 220 || r.Seconds <= 0 {
+			t.Errorf("%s: %+v (present %v)", k, r, ok)
+		}
+	}
+	for _, k := range []string{"sync.heal.1 canopy", "sync.heal.10 canopy"} {
+		if r, ok := runs[k]; !ok || r.Seconds <= 0 || r.Note != noteHeal {
+			t.Errorf("%s: %+v (present %v)", k, r, ok)
+		}
+	}
+	for _, k := range []string{"sync.catch_up canopy median", "sync.catch_up nats median", "sync.restart canopy median",
+		"sync.restart nats median", "sync.heal.1 canopy median", "sync.catch_up  ratio canopy/nats", "sync.restart  ratio canopy/nats"} {
+		m, ok := stats[k]
+		if !ok {
+			t.Fatalf("no %q line in:\n%s", k, out.String())
+		}
+		if s, _ := m["seconds"].(float64); s <= 0 {
+			t.Errorf("%q: seconds %v", k, m["seconds"])
+		}
+	}
+	if es, err := os.ReadDir(dir); err != nil || len(es) != 0 {
+		t.Errorf("temporary directories left behind: %v %v", es, err)
+	}
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
