@@ -18,6 +18,7 @@ import (
 	"canopy/auth"
 	"canopy/checkin"
 	"canopy/cli"
+	"canopy/reconcile"
 	"canopy/salesreport"
 	"canopy/simulate"
 )
@@ -147,7 +148,7 @@ func demoRequest(t *testing.T, method, url, token, body string, header ...string
 func TestDemo(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 
-	first := startDemo(t, dir, "--devices=false")
+	first := startDemo(t, dir, "--devices=false", "--edges", "1")
 	for _, want := range []string{first.url + "/healthz", first.url + "/metrics", first.url + "/v1/openapi.yaml",
 		"curl -s -X POST " + first.url + "/v1/log/notes"} {
 		if !strings.Contains(first.out.String(), want) {
@@ -168,7 +169,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	// Again on the same directory: the same event, node and log.
-	second := startDemo(t, dir, "--devices=false")
+	second := startDemo(t, dir, "--devices=false", "--edges", "1")
 	if second.node == "" || second.node != first.node {
 		t.Fatalf("second demo runs node %q, first ran %q", second.node, first.node)
 	}
@@ -207,7 +208,8 @@ func TestDemoBadFlags(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "listen") {
 		t.Fatalf("demo --listen without a value: exit %d\nstderr: %s", r.code, r.stderr)
 	}
-	for _, bad := range [][]string{{"--rate", "0"}, {"--rate", "-3"}, {"--duration", "-1s"}, {"--devices=maybe"}} {
+	for _, bad := range [][]string{{"--rate", "0"}, {"--rate", "-3"}, {"--duration", "-1s"}, {"--devices=maybe"},
+		{"--edges", "0"}, {"--edges", "6"}, {"--edges", "two"}, {"--cuts=sometimes"}} {
 		r = ceremonyRun(t, append([]string{"demo"}, bad...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, strings.TrimPrefix(strings.SplitN(bad[0], "=", 2)[0], "--")) {
 			t.Fatalf("demo %v: exit %d\nstderr: %s", bad, r.code, r.stderr)
@@ -224,7 +226,7 @@ var (
 	verifiedEntries = regexp.MustCompile(`(?m)^OK   node ([0-9a-f]{32}) \(demo-edge\): ([0-9]+) entries`)
 )
 
-// TestDemoDevices runs the whole demo event for 30 s with its simulated
+// TestDemoDevices runs the one-edge demo event for 30 s with its simulated
 // devices and checks that it stops by itself with exit 0, that no device
 // met an unexpected answer, that every kind of answer came up, and that
 // the devices' counts match what the edge wrote down (its sales report and
@@ -236,7 +238,7 @@ func TestDemoDevices(t *testing.T) {
 	code := make(chan int, 1)
 	start := time.Now()
 	go func() {
-		code <- cli.Run(ctx, []string{"demo", "--dir", dir, "--listen", "127.0.0.1:0", "--duration", "30s"}, out, out)
+		code <- cli.Run(ctx, []string{"demo", "--dir", dir, "--listen", "127.0.0.1:0", "--duration", "30s", "--edges", "1"}, out, out)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -341,5 +343,121 @@ func TestDemoDevices(t *testing.T) {
 	}
 	if n, _ := strconv.ParseInt(v[2], 10, 64); n != sum.Entries+1 {
 		t.Fatalf("the edge's log holds %d entries; the devices appended %d after the enrolment", n, sum.Entries)
+	}
+}
+
+// demoCutsSummary is the final summary line of a demo with a hub.
+type demoCutsSummary struct {
+	simulate.Summary
+	Sync *struct {
+		Edges         int     `json:"edges"`
+		Cuts          int     `json:"cuts"`
+		Heals         int     `json:"heals"`
+		ConvergenceMs []int64 `json:"convergence_ms"`
+		Converged     bool    `json:"converged"`
+		Nodes         []struct {
+			Name       string `json:"name"`
+			Entries    uint64 `json:"entries"`
+			ReportHash string `json:"report_hash"`
+		} `json:"nodes"`
+		Items    map[string]int `json:"items"`
+		Injected int            `json:"injected"`
+	} `json:"sync"`
+}
+
+// TestDemoCuts runs the default demo — a hub and two edges with the
+// devices spread over them — for 40 s while the links to the hub are cut
+// and restored. It must stop by itself with exit 0 and no device error,
+// see at least one heal converge, and end with the same entries and the
+// same report on every node; the report, recomputed offline from each
+// edge's data directory, lists the double entry and the duplicate
+// Idempotency-Key the demo wrote during a cut.
+func TestDemoCuts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	out := new(syncBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() {
+		code <- cli.Run(ctx, []string{"demo", "--dir", dir, "--listen", "127.0.0.1:0", "--duration", "40s"}, out, out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-code:
+		case <-time.After(60 * time.Second):
+			t.Error("demo did not stop within 60s of its context ending")
+		}
+	})
+	select {
+	case c := <-code:
+		code <- c // for the cleanup
+		if c != 0 {
+			t.Fatalf("demo exited with %d:\n%s", c, out)
+		}
+	case <-time.After(150 * time.Second):
+		t.Fatalf("demo --duration 40s still running after 150s:\n%s", out)
+	}
+	text := out.String()
+	for _, want := range []string{"edge B API", "hub          http://127.0.0.1:", "links to the hub CUT", "converged ", "hashes match"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "demo error:") {
+		t.Fatalf("a device met an unexpected answer:\n%s", text)
+	}
+	m := demoSummaryLine.FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no final summary line:\n%s", text)
+	}
+	var sum demoCutsSummary
+	if err := json.Unmarshal([]byte(m[1]), &sum); err != nil {
+		t.Fatalf("summary line: %v\n%s", err, m[1])
+	}
+	if sum.Errors != 0 || sum.Orders == 0 || sum.Scans.Accepted == 0 || sum.Bids.Accepted == 0 {
+		t.Fatalf("errors %d (%+v), orders %d, scans %d, bids %d", sum.Errors, sum.FirstErrors, sum.Orders, sum.Scans.Accepted, sum.Bids.Accepted)
+	}
+	sy := sum.Sync
+	if sy == nil || sy.Edges != 2 || len(sy.Nodes) != 3 || !sy.Converged {
+		t.Fatalf("sync summary: %s", m[1])
+	}
+	if sy.Cuts < 1 || sy.Heals < 1 || len(sy.ConvergenceMs) < 1 {
+		t.Fatalf("%d cuts, %d heals, convergence %v: want at least one heal seen to converge", sy.Cuts, sy.Heals, sy.ConvergenceMs)
+	}
+	for _, n := range sy.Nodes[1:] {
+		if n.ReportHash == "" || n.ReportHash != sy.Nodes[0].ReportHash || n.Entries != sy.Nodes[0].Entries {
+			t.Fatalf("nodes did not end alike: %+v", sy.Nodes)
+		}
+	}
+	if sy.Injected < 1 || len(sum.Injected) != sy.Injected {
+		t.Fatalf("injected in %d cuts, devices list %+v", sy.Injected, sum.Injected)
+	}
+	if sy.Items["double_entry"] < sy.Injected || sy.Items["duplicate_idempotency_key"] < sy.Injected {
+		t.Fatalf("report items %v, want a double entry and a duplicate key per injection (%d)", sy.Items, sy.Injected)
+	}
+
+	// Each edge's report, recomputed offline from its data directory.
+	event := filepath.Join(dir, "event")
+	for _, data := range []string{"data", "data-b"} {
+		var stdout, stderr bytes.Buffer
+		if c := cli.Run(context.Background(), []string{"report", "reconcile", "--dir", filepath.Join(dir, data), "--event", event, "--json"}, &stdout, &stderr); c != 0 {
+			t.Fatalf("report reconcile %s: exit %d: %s", data, c, stderr.String())
+		}
+		var rep reconcile.Report
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+			t.Fatalf("report of %s: %v\n%s", data, err, stdout.String())
+		}
+		if rep.Digest != sy.Nodes[0].ReportHash {
+			t.Fatalf("%s: offline report hash %s, the demo ended with %s", data, rep.Digest, sy.Nodes[0].ReportHash)
+		}
+		found := map[string]string{}
+		for _, it := range rep.Items {
+			found[it.Entity] = it.Kind
+		}
+		for _, in := range sum.Injected {
+			if found["ticket:"+in.Ticket] != reconcile.KindDoubleEntry || found["idempotency:"+in.Key] != reconcile.KindDuplicateIdempotencyKey {
+				t.Fatalf("%s: the report does not list the injected double entry of %s and duplicate key %s:\n%s", data, in.Ticket, in.Key, stdout.String())
+			}
+		}
 	}
 }

@@ -250,7 +250,7 @@ func (s *Sim) stream(ctx context.Context, id string) {
 	c := call{device: name, token: s.auctioneer, method: http.MethodGet, path: "/v1/lots/" + id + "/events"}
 	lastID, high := "", int64(0)
 	for attempt := 0; attempt < 5 && !done(ctx); attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.URL+c.path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.urls[c.edge]+c.path, nil)
 		if err != nil {
 			s.fail(Failure{Device: name, Call: c.name(), Type: "request", Detail: err.Error()})
 			return

@@ -41,6 +41,7 @@ func (a *answer) kind() string {
 type call struct {
 	device string
 	token  string
+	edge   int // index of the edge it goes to
 	method string
 	path   string
 	idem   string // Idempotency-Key; "" for none
@@ -65,7 +66,7 @@ func (s *Sim) do(ctx context.Context, c call) (a answer, ok bool) {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, c.method, s.cfg.URL+c.path, rd)
+	req, err := http.NewRequestWithContext(ctx, c.method, s.urls[c.edge]+c.path, rd)
 	if err != nil {
 		s.fail(Failure{Device: c.device, Call: c.name(), Type: "request", Detail: err.Error()})
 		return a, false

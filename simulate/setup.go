@@ -15,6 +15,7 @@ import (
 // vendor is a stall with its catalog and tills.
 type vendor struct {
 	id, name string
+	edge     int // the edge its tills talk to
 	skus     []item
 	tills    []till
 }
@@ -57,6 +58,7 @@ const (
 	validTickets  = 300
 	vipTickets    = 20
 	badTickets    = 20 // of each kind: expired, not yet valid, forged
+	spareTickets  = 16 // kept aside for InjectConflicts
 	tillsPerStall = 2
 	biddersPerLot = 3
 )
@@ -80,6 +82,7 @@ func (s *Sim) issue() error {
 	s.vendors = demoVendors()
 	for vi := range s.vendors {
 		v := &s.vendors[vi]
+		v.edge = s.vendorEdge(vi)
 		for i := 1; i <= tillsPerStall; i++ {
 			name := fmt.Sprintf("till-%s-%d", v.id[2:], i)
 			tok, err := token(auth.RolePOS, name, v.id)
@@ -90,7 +93,8 @@ func (s *Sim) issue() error {
 		}
 	}
 	s.doors = []string{"north", "south"}
-	for _, d := range s.doors {
+	for di, d := range s.doors {
+		s.doorEdges = append(s.doorEdges, s.doorEdge(di))
 		tok, err := token(auth.RoleDoor, "door-"+d, "")
 		if err != nil {
 			return err
@@ -111,9 +115,30 @@ func (s *Sim) issue() error {
 			s.paddles = append(s.paddles, paddle{name: name, token: tok, slot: slot})
 		}
 	}
-	s.tickets, err = issueTickets(ev, key, now)
-	return err
+	if s.tickets, err = issueTickets(ev, key, now); err != nil {
+		return err
+	}
+	// With several edges each door scans its own share of the tickets:
+	// whether a ticket is inside is then decided on one edge only.
+	s.tickets.split = len(s.urls) > 1
+	for i, t := range s.tickets.valid {
+		t.home = i % len(s.doors)
+	}
+	return nil
 }
+
+// vendorEdge is the edge of vendor vi's tills: the first vendor shares the
+// first edge with the auction, the others go round the other edges.
+func (s *Sim) vendorEdge(vi int) int {
+	n := len(s.urls)
+	if n == 1 || vi == 0 {
+		return 0
+	}
+	return 1 + (vi-1)%(n-1)
+}
+
+// doorEdge is the edge door di talks to.
+func (s *Sim) doorEdge(di int) int { return di % len(s.urls) }
 
 // issueTickets signs valid tickets (general admission with re-entry, and
 // VIP tickets for the north door only), expired and not yet valid ones,
@@ -156,6 +181,7 @@ func issueTickets(ev *auth.Event, key ed25519.PrivateKey, now time.Time) (*ticke
 		{&tb.expired, badTickets, key, "general", nil, now.Add(-2 * day), now.Add(-day)},
 		{&tb.early, badTickets, key, "general", nil, now.Add(day), now.Add(2 * day)},
 		{&tb.forged, badTickets, forger, "general", nil, now.Add(-time.Hour), now.Add(day)},
+		{&tb.spare, spareTickets, key, "general", nil, now.Add(-time.Hour), now.Add(day)},
 	} {
 		if err := add(x.list, x.n, x.k, x.typ, x.doors, x.from, x.until); err != nil {
 			return nil, err
@@ -167,11 +193,12 @@ func issueTickets(ev *auth.Event, key ed25519.PrivateKey, now time.Time) (*ticke
 // setup creates the vendors, their catalogs and stock through the API as
 // the organizer, and reads the occupancy the doors start from.
 func (s *Sim) setup(ctx context.Context) error {
-	org := func(method, path string, body any) call {
-		return call{device: "sim-organizer", token: s.organizer, method: method, path: path, body: body}
-	}
 	active := true
 	for _, v := range s.vendors {
+		// A vendor is set up on its tills' edge, so they can sell at once.
+		org := func(method, path string, body any) call {
+			return call{device: "sim-organizer", token: s.organizer, edge: v.edge, method: method, path: path, body: body}
+		}
 		var vr posapi.VendorResponse
 		c := org(http.MethodPut, "/v1/vendors/"+v.id, posapi.VendorRequest{Name: v.name, Active: &active})
 		if !s.expect(ctx, c, http.StatusOK, &vr) || vr.Vendor.ID != v.id {
@@ -193,7 +220,7 @@ func (s *Sim) setup(ctx context.Context) error {
 		}
 	}
 	var occ checkin.Occupancy
-	c := call{device: "door-" + s.doors[0], token: s.doorTokens[0], method: http.MethodGet, path: "/v1/occupancy"}
+	c := call{device: "door-" + s.doors[0], token: s.doorTokens[0], edge: s.doorEdges[0], method: http.MethodGet, path: "/v1/occupancy"}
 	if !s.expect(ctx, c, http.StatusOK, &occ) {
 		return fmt.Errorf("simulate: set-up: %s failed (see the errors)", c.name())
 	}

@@ -1,8 +1,10 @@
-// Package simulate plays the devices of a whole event against an edge —
+// Package simulate plays the devices of a whole event against its edges —
 // tills of three vendors, two door scanners, bidders on two lots with their
 // auctioneer, and a watcher of the live bid stream — through the device HTTP
 // API only, with real device tokens and tickets signed by the event key,
-// judging every answer it gets.
+// judging every answer it gets. With several edges it spreads the devices
+// over them, can inject the conflicts a partition allows (InjectConflicts),
+// and Link is the cuttable network link between an edge and its hub.
 package simulate
 
 import (
@@ -30,7 +32,14 @@ const requestTimeout = 15 * time.Second
 
 // Config says which edge to play against and how hard.
 type Config struct {
-	URL   string             // the edge's device API, e.g. http://127.0.0.1:8080
+	URL string // the edge's device API, e.g. http://127.0.0.1:8080
+	// Edges, instead of URL, are the device APIs of several edges of the
+	// event; the devices are spread over them. The first edge gets the
+	// first vendor's tills, the first door and the whole auction (a lot's
+	// bids stay on its home edge); the other vendors and doors go round the
+	// other edges. Each door then scans its own share of the tickets, so
+	// its answers do not depend on what another edge has synced yet.
+	Edges []string
 	Event *auth.Event        // the event the edge serves
 	Key   ed25519.PrivateKey // the event key: signs the devices' tokens and the tickets
 	// Rate is the target orders per second across all tills; 0:
@@ -50,6 +59,10 @@ type Config struct {
 	// it earns, in whole seconds; 0: 5 s.
 	LotDuration time.Duration
 	SoftClose   time.Duration
+	// Settle is how long the final checks give several edges to merge
+	// their logs before their occupancy must match the doors' model; 0:
+	// 30 s.
+	Settle time.Duration
 }
 
 // Failure is one unexpected answer: what was asked, and what came back.
@@ -72,6 +85,7 @@ func (f Failure) String() string {
 // read Summary at any time (also concurrently with Run).
 type Sim struct {
 	cfg    Config
+	urls   []string // the edges' device APIs; a call goes to urls[call.edge]
 	client *http.Client
 	run    string // letters that make this run's Idempotency-Keys unique
 	seed   uint64
@@ -80,15 +94,19 @@ type Sim struct {
 	vendors    []vendor
 	doors      []string
 	doorTokens []string
+	doorEdges  []int // the edge each door talks to
 	auctioneer string
 	paddles    []paddle
 	tickets    *ticketBook
 	lots       [2]*lotSlot
 	lotLength  time.Duration
 	softClose  time.Duration
+	settle     time.Duration
 
-	stats stats
-	ran   sync.Once
+	stats     stats
+	ran       sync.Once
+	injectMu  sync.Mutex
+	injection int // InjectConflicts calls so far
 }
 
 type paddle struct {
@@ -100,14 +118,18 @@ type paddle struct {
 // here, offline, with the event key.
 func New(cfg Config) (*Sim, error) {
 	switch {
-	case cfg.URL == "":
-		return nil, errors.New("simulate: Config.URL is required")
+	case cfg.URL == "" && len(cfg.Edges) == 0:
+		return nil, errors.New("simulate: Config.URL (or Config.Edges) is required")
+	case cfg.URL != "" && len(cfg.Edges) > 0:
+		return nil, errors.New("simulate: give Config.URL or Config.Edges, not both")
 	case cfg.Event == nil:
 		return nil, errors.New("simulate: Config.Event is required")
 	case len(cfg.Key) != ed25519.PrivateKeySize:
 		return nil, errors.New("simulate: Config.Key must be the event's Ed25519 private key")
 	case cfg.Rate < 0:
 		return nil, fmt.Errorf("simulate: Config.Rate must not be negative, got %v", cfg.Rate)
+	case cfg.Settle < 0:
+		return nil, fmt.Errorf("simulate: Config.Settle must not be negative, got %v", cfg.Settle)
 	case cfg.LotDuration < 0:
 		return nil, fmt.Errorf("simulate: Config.LotDuration must not be negative, got %v", cfg.LotDuration)
 	case cfg.SoftClose < 0 || cfg.SoftClose%time.Second != 0:
@@ -121,6 +143,15 @@ func New(cfg Config) (*Sim, error) {
 	}
 	s := &Sim{cfg: cfg, client: cfg.Client, seed: cfg.Seed, lotLength: cfg.LotDuration}
 	s.cfg.URL = strings.TrimRight(cfg.URL, "/")
+	if s.cfg.URL != "" {
+		s.urls = []string{s.cfg.URL}
+	}
+	for i, u := range cfg.Edges {
+		if u == "" {
+			return nil, fmt.Errorf("simulate: Config.Edges[%d] is empty", i)
+		}
+		s.urls = append(s.urls, strings.TrimRight(u, "/"))
+	}
 	if s.client == nil {
 		s.client = &http.Client{Transport: &http.Transport{
 			Proxy:               nil,
@@ -138,6 +169,9 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if s.lotLength == 0 {
 		s.lotLength = 20 * time.Second
+	}
+	if s.settle = cfg.Settle; s.settle == 0 {
+		s.settle = 30 * time.Second
 	}
 	if s.softClose = cfg.SoftClose; s.softClose == 0 {
 		s.softClose = 5 * time.Second

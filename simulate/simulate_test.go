@@ -24,14 +24,18 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		cfg  simulate.Config
 		want string
 	}{
-		"no url":         {simulate.Config{Event: ev.Event, Key: ev.Key}, "URL"},
-		"no event":       {simulate.Config{URL: "http://x", Key: ev.Key}, "Event"},
-		"no key":         {simulate.Config{URL: "http://x", Event: ev.Event}, "Key"},
-		"other key":      {simulate.Config{URL: "http://x", Event: ev.Event, Key: other.Key}, "not the key"},
-		"negative rate":  {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key, Rate: -1}, "Rate"},
-		"negative lot":   {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key, LotDuration: -time.Second}, "LotDuration"},
-		"soft close ms":  {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key, SoftClose: 1500 * time.Millisecond}, "SoftClose"},
-		"good (control)": {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key}, ""},
+		"no url":          {simulate.Config{Event: ev.Event, Key: ev.Key}, "URL"},
+		"no event":        {simulate.Config{URL: "http://x", Key: ev.Key}, "Event"},
+		"no key":          {simulate.Config{URL: "http://x", Event: ev.Event}, "Key"},
+		"other key":       {simulate.Config{URL: "http://x", Event: ev.Event, Key: other.Key}, "not the key"},
+		"negative rate":   {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key, Rate: -1}, "Rate"},
+		"negative lot":    {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key, LotDuration: -time.Second}, "LotDuration"},
+		"soft close ms":   {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key, SoftClose: 1500 * time.Millisecond}, "SoftClose"},
+		"url and edges":   {simulate.Config{URL: "http://x", Edges: []string{"http://y"}, Event: ev.Event, Key: ev.Key}, "not both"},
+		"empty edge":      {simulate.Config{Edges: []string{"http://y", ""}, Event: ev.Event, Key: ev.Key}, "Edges[1]"},
+		"negative settle": {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key, Settle: -time.Second}, "Settle"},
+		"good (control)":  {simulate.Config{URL: "http://x", Event: ev.Event, Key: ev.Key}, ""},
+		"two edges":       {simulate.Config{Edges: []string{"http://x", "http://y"}, Event: ev.Event, Key: ev.Key}, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := simulate.New(tc.cfg)

@@ -43,6 +43,9 @@ type Summary struct {
 	Watcher Watcher  `json:"watcher"`
 	Refused Refusals `json:"refused"`
 
+	// Injected lists the conflicts InjectConflicts wrote.
+	Injected []Injected `json:"injected,omitempty"`
+
 	// Entries counts the entries the devices' accepted writes appended
 	// (set-up included).
 	Entries int64 `json:"entries"`
@@ -213,5 +216,6 @@ func (s *Sim) Summary() Summary {
 	out.Occupancy.Doors = maps.Clone(st.sum.Occupancy.Doors)
 	out.Lots = slices.Clone(st.sum.Lots)
 	out.FirstErrors = slices.Clone(st.sum.FirstErrors)
+	out.Injected = slices.Clone(st.sum.Injected)
 	return out
 }

@@ -71,7 +71,7 @@ func (s *Sim) playTill(ctx context.Context, vi, ti int, dev uint64) {
 // fulfilment and a refund.
 func (s *Sim) sale(ctx context.Context, v *vendor, t *till, rng *rand.Rand, n int) {
 	pc := func(method, path, step string, body any) call {
-		c := call{device: t.name, token: t.token, method: method, path: path, body: body}
+		c := call{device: t.name, token: t.token, edge: v.edge, method: method, path: path, body: body}
 		if method == http.MethodPost {
 			c.idem = s.idem(t.name, n, step)
 		}
@@ -126,7 +126,7 @@ func (s *Sim) sale(ctx context.Context, v *vendor, t *till, rng *rand.Rand, n in
 		}
 	})
 	if n%5 == 0 {
-		c := call{device: t.name, token: t.token, method: http.MethodGet, path: "/v1/receipts/" + o.ID}
+		c := call{device: t.name, token: t.token, edge: v.edge, method: http.MethodGet, path: "/v1/receipts/" + o.ID}
 		var doc struct {
 			Payment struct {
 				Receipt struct {
