@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,16 +47,25 @@ func (f *imageFlags) register(fs *flag.FlagSet) {
 
 // open opens the image cache the edge with this configuration would use.
 func (f *imageFlags) open() (*imagecache.Cache, error) {
+	im, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	return openImageCache(im, nil)
+}
+
+// load reads the [images] tables (with the store directory resolved).
+func (f *imageFlags) load() (config.ImagesConfig, error) {
 	path := f.config
 	if path == "" {
 		path = os.Getenv("CANOPY_CONFIG")
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, err
+		return config.ImagesConfig{}, err
 	}
 	if err := cfg.ApplyEnv(os.Getenv); err != nil {
-		return nil, err
+		return config.ImagesConfig{}, err
 	}
 	if f.dir != "" {
 		cfg.Node.Dir = f.dir
@@ -64,13 +74,18 @@ func (f *imageFlags) open() (*imagecache.Cache, error) {
 	if im.Dir == "" {
 		im.Dir = filepath.Join(cfg.Node.Dir, "images")
 	}
+	return im, nil
+}
+
+// openImageCache opens the cache configured by im.
+func openImageCache(im config.ImagesConfig, log *slog.Logger) (*imagecache.Cache, error) {
 	ups := make([]imagecache.Upstream, len(im.Upstream))
 	for i, u := range im.Upstream {
 		ups[i] = imagecache.Upstream{Prefix: u.Prefix, Mirrors: u.Mirrors, Username: u.Username, Password: u.Password, Token: u.Token}
 	}
 	return imagecache.New(imagecache.Config{
 		Dir: im.Dir, MaxBytes: im.MaxBytes, TagDeadline: im.TagDeadline.Duration,
-		UpstreamTimeout: im.UpstreamTimeout.Duration, Upstreams: ups,
+		UpstreamTimeout: im.UpstreamTimeout.Duration, Upstreams: ups, Logger: log,
 	})
 }
 

@@ -213,8 +213,8 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.serveBlob(w, r, rt, up, repo)
 	case routeTags:
 		c.serveTags(w, r, rt, up, repo)
-	default:
-		writeError(w, r, errorf(http.StatusNotFound, CodeUnsupported, "the referrers API is not served; use the sha256-<hex> tag fallback"))
+	case routeReferrers:
+		c.serveReferrers(w, r, rt, up, repo)
 	}
 }
 

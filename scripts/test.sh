@@ -57,5 +57,6 @@ echo "fuzz targets run: $fuzzed"
 
 step "http caching test suite (http-cache-tests)"
 ./scripts/cache-tests.sh
+step "OCI distribution-spec conformance (image cache, upstream up then stopped)"; ./scripts/oci-conformance.sh
 
 step "all checks passed"
