@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -33,6 +34,10 @@ type testRegistry struct {
 	breakOnce map[digest.Digest]bool          // the first GET breaks half-way
 	ranges    []string                        // Range headers of blob GETs
 	hang      bool
+	// referrers, when non-nil, is served by the referrers API (in pages of
+	// referrersPage descriptors if set); nil: the API answers 404.
+	referrers     map[digest.Digest][]ocispec.Descriptor
+	referrersPage int
 	stop      chan struct{} // ends hung handlers
 	// token auth: when set, /v2/ requests need "Bearer <token>".
 	token          string
@@ -189,6 +194,29 @@ func (reg *testRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		_, _ = w.Write(b[len(b)/2:])
+	case strings.Contains(rest, "/referrers/"):
+		i := strings.LastIndex(rest, "/referrers/")
+		repo, subject := rest[:i], digest.Digest(rest[i+len("/referrers/"):])
+		reg.mu.Lock()
+		refs, served, page := reg.referrers[subject], reg.referrers != nil, reg.referrersPage
+		reg.mu.Unlock()
+		if !served {
+			http.NotFound(w, r)
+			return
+		}
+		if page > 0 {
+			from, _ := strconv.Atoi(r.URL.Query().Get("page"))
+			refs = refs[min(from, len(refs)):]
+			if len(refs) > page {
+				refs = refs[:page]
+				w.Header().Set("Link", fmt.Sprintf(`<%s/v2/%s/referrers/%s?page=%d>; rel="next"`, reg.srv.URL, repo, subject, from+page))
+			}
+		}
+		if refs == nil {
+			refs = []ocispec.Descriptor{}
+		}
+		w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
+		_ = json.NewEncoder(w).Encode(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: refs})
 	case strings.HasSuffix(rest, "/tags/list"):
 		repo := strings.TrimSuffix(rest, "/tags/list")
 		reg.mu.Lock()
