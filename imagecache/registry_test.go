@@ -38,7 +38,7 @@ type testRegistry struct {
 	// referrersPage descriptors if set); nil: the API answers 404.
 	referrers     map[digest.Digest][]ocispec.Descriptor
 	referrersPage int
-	stop      chan struct{} // ends hung handlers
+	stop          chan struct{} // ends hung handlers
 	// token auth: when set, /v2/ requests need "Bearer <token>".
 	token          string
 	user, password string // the token endpoint's basic credentials, if set
