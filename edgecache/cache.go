@@ -121,6 +121,7 @@ func New(cfg Config) (*Handler, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(cfg.Origins[0])
 			pr.Out.Host = ""
+			pr.Out.Header.Add("Surrogate-Capability", SurrogateToken+`="Surrogate/1.0"`)
 		},
 		Transport:      h.up,
 		ModifyResponse: h.modifyResponse,
@@ -162,6 +163,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 		case requestDirectives(st.req.Header).Has("no-store"):
 			fwd = "request"
 		}
+		resp.Header.Del("Surrogate-Control") // meant for us, not downstream
 		resp.Header.Add("Cache-Status", fmt.Sprintf("%s; fwd=%s; fwd-status=%d", h.name, fwd, resp.StatusCode))
 		if unsafeMethod(st.req.Method) && resp.StatusCode < 400 {
 			h.invalidateAfter(st.req, resp.Header)
@@ -509,6 +511,13 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, has
 	}
 	readAt := func(p []byte, off int64) (int, error) { return f.readAt(r.Context(), p, off) }
 	h.respond(w, r, f.status, f.header, size, readAt, status, -1)
+	if f.shareable {
+		// Hold the response's end until the object is committed, so the
+		// client's next request is a hit.
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		f.waitFinished(ctx)
+		cancel()
+	}
 }
 
 // respond writes a response (from the store or a fill), answering the
@@ -517,7 +526,7 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, status int, hd
 	readAt func([]byte, int64) (int, error), cacheStatus string, age int64) {
 	out := w.Header()
 	for k, v := range hdr {
-		if k == "Content-Length" {
+		if k == "Content-Length" || k == "Surrogate-Control" {
 			continue
 		}
 		out[k] = append([]string(nil), v...)

@@ -131,7 +131,9 @@ func (f *fill) merge304(hdr http.Header, now time.Time) *object {
 	o.Header = f.validate.Header.Clone()
 	for k, v := range hdr {
 		switch k {
-		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Content-Type":
+		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Content-Md5", "Etag":
+			// Framing and the fields the stored body depends on (RFC 9111
+			// §3.2); ETag selected this response and stays with it.
 			continue
 		}
 		o.Header[k] = append([]string(nil), v...)
@@ -171,32 +173,36 @@ func (f *fill) finish() {
 	if f.idle != nil {
 		f.idle.Stop()
 	}
-	f.finished = true
-	f.complete = f.sawEOF.Load()
-	if cl := f.header.Get("Content-Length"); cl != "" && f.complete {
+	complete := f.sawEOF.Load()
+	if cl := f.header.Get("Content-Length"); cl != "" && complete {
 		if n, err := strconv.ParseInt(cl, 10, 64); err != nil || n != f.written {
-			f.complete = false
+			complete = false
 		}
 	}
-	close(f.changed)
-	f.changed = make(chan struct{})
-	store := f.complete && f.shareable && f.file != nil
+	store := complete && f.shareable && f.file != nil
+	written := f.written
 	f.mu.Unlock()
+	// Commit before readers see the end, so that a client's next request
+	// finds the object stored.
+	var done *object
 	if f.file != nil {
 		path := f.file.Name()
 		if store {
-			f.obj.Size = f.written
+			f.obj.Size = written
 			if err := f.h.store.commit(f.obj, path); err != nil {
 				f.h.log.Warn("edgecache: not stored", "err", err)
 			} else {
-				f.mu.Lock()
-				f.done = f.obj
-				f.mu.Unlock()
+				done = f.obj
 			}
 		} else {
 			os.Remove(path)
 		}
 	}
+	f.mu.Lock()
+	f.finished, f.complete, f.done = true, complete, done
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
 	f.cancel()
 	f.release()
 }
@@ -229,7 +235,10 @@ func (f *fill) release() {
 }
 
 // drain waits for the fill to end (background revalidation).
-func (f *fill) drain() {
+func (f *fill) drain() { f.waitFinished(context.Background()) }
+
+// waitFinished waits for the fill to end (or ctx).
+func (f *fill) waitFinished(ctx context.Context) {
 	for {
 		f.mu.Lock()
 		done, ch := f.finished, f.changed
@@ -237,7 +246,11 @@ func (f *fill) drain() {
 		if done {
 			return
 		}
-		<-ch
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

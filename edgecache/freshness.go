@@ -11,14 +11,58 @@ import (
 var heuristicStatus = map[int]bool{200: true, 203: true, 204: true, 300: true, 301: true, 308: true,
 	404: true, 405: true, 410: true, 414: true, 501: true}
 
+// SurrogateToken is the device token this cache announces in
+// Surrogate-Capability and answers to in targeted Surrogate-Control
+// directives (W3C Edge Architecture Specification 1.0).
+const SurrogateToken = "canopy"
+
+// understoodStatus are the status codes whose caching semantics this
+// cache implements (for must-understand).
+var understoodStatus = map[int]bool{200: true, 203: true, 204: true, 300: true, 301: true, 302: true, 303: true,
+	307: true, 308: true, 404: true, 405: true, 410: true, 414: true, 501: true}
+
 // responseDirectives returns the directives this cache obeys: those of
-// CDN-Cache-Control when the response carries it (RFC 9213 §2.1: the
-// targeted field overrides Cache-Control), else those of Cache-Control.
+// Surrogate-Control when the response carries it (the surrogate's own
+// field, as for a reverse proxy), else those of CDN-Cache-Control (RFC
+// 9213 §2.1: the targeted field overrides Cache-Control), else those of
+// Cache-Control.
 func responseDirectives(h http.Header) Directives {
+	if v := h.Values("Surrogate-Control"); len(v) > 0 {
+		return surrogateDirectives(v)
+	}
 	if v := h.Values("Cdn-Cache-Control"); len(v) > 0 {
 		return ParseDirectives(v)
 	}
 	return ParseDirectives(h.Values("Cache-Control"))
+}
+
+// surrogateDirectives parses Surrogate-Control field lines: members are
+// directives, each optionally followed by ";target"; a member targeted at
+// another device is ignored, and one targeted at SurrogateToken overrides
+// an untargeted one of the same name.
+func surrogateDirectives(lines []string) Directives {
+	general, mine := Directives{}, Directives{}
+	for _, line := range lines {
+		for _, member := range strings.Split(line, ",") {
+			text, target, targeted := strings.Cut(member, ";")
+			into := general
+			if targeted {
+				if !strings.EqualFold(strings.TrimSpace(target), SurrogateToken) {
+					continue
+				}
+				into = mine
+			}
+			for k, v := range ParseDirectives([]string{text}) {
+				if !into.Has(k) {
+					into[k] = v
+				}
+			}
+		}
+	}
+	for k, v := range mine {
+		general[k] = v
+	}
+	return general
 }
 
 // requestDirectives parses a request's Cache-Control; Pragma: no-cache
@@ -98,14 +142,41 @@ func initialAge(h http.Header, reqTime, respTime time.Time) time.Duration {
 	if date, ok := dateOf(h, "Date"); ok && respTime.After(date) {
 		apparent = respTime.Sub(date)
 	}
-	var ageValue time.Duration
-	if v := strings.TrimSpace(strings.Split(h.Get("Age"), ",")[0]); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			ageValue = time.Duration(min(n, 1<<31)) * time.Second
-		}
-	}
+	ageValue := ageOf(h)
 	corrected := ageValue + max(0, respTime.Sub(reqTime))
 	return max(apparent, corrected)
+}
+
+// invalidAge is the age given to a response whose Age field is invalid:
+// such a response is treated as stale.
+const invalidAge = time.Duration(1<<31) * time.Second
+
+// ageOf parses the Age field (RFC 9111 §5.1: a single delta-seconds). An
+// Age sent as a list or on several field lines, or whose value is not a
+// non-negative integer (a sign, a fraction, parameters), is invalid.
+func ageOf(h http.Header) time.Duration {
+	lines := h.Values("Age")
+	switch len(lines) {
+	case 0:
+		return 0
+	case 1:
+	default:
+		return invalidAge
+	}
+	v := strings.TrimSpace(lines[0])
+	if v == "" {
+		return invalidAge
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return invalidAge
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > 1<<31 {
+		return invalidAge
+	}
+	return time.Duration(n) * time.Second
 }
 
 // currentAge is the object's age at now.
@@ -121,7 +192,16 @@ func storable(req http.Header, reqCC Directives, status int, h http.Header) bool
 		return false
 	}
 	d := responseDirectives(h)
-	if d.Has("no-store") || d.Has("private") || len(h.Values("Set-Cookie")) > 0 {
+	noStore := d.Has("no-store")
+	if d.Has("must-understand") {
+		// RFC 9111 §5.2.2.3: store only status codes whose caching rules
+		// this cache implements; for those, no-store no longer applies.
+		if !understoodStatus[status] {
+			return false
+		}
+		noStore = false
+	}
+	if noStore || d.Has("private") || len(h.Values("Set-Cookie")) > 0 {
 		return false
 	}
 	for _, v := range h.Values("Vary") {

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=0.4.5
-MIN=${CACHE_TESTS_MIN:-138}
+MIN=${CACHE_TESTS_MIN:-157}
 root=$(pwd)
 tmp=$(mktemp -d)
 pids=()
