@@ -209,8 +209,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 // demoSummary is the final summary line: what the devices saw and, with
 // several edges, how the nodes converged.
 type demoSummary struct {
-	simulate.Summary
-	Sync *demoSyncSummary `json:"sync,omitempty"`
+	*simulate.Summary                  // nil without devices
+	Sync              *demoSyncSummary `json:"sync,omitempty"`
 }
 
 // runDemoLive plays the simulated devices (if devices) against the edges
@@ -241,12 +241,14 @@ func runDemoLive(ctx context.Context, w io.Writer, d *demoFiles, edges []*edge.E
 	trackCtx, stopTrack := context.WithCancel(context.Background())
 	defer stopTrack()
 	cutDone := make(chan struct{})
+	cutCtx, stopCuts := context.WithCancel(ctx) // also ends when the devices stop early
+	defer stopCuts()
 	if sy != nil {
 		bg.Add(1)
 		go func() { defer bg.Done(); sy.track(trackCtx) }()
 	}
 	if sy != nil && cuts {
-		go func() { defer close(cutDone); sy.cutLoop(ctx, sim, scr) }()
+		go func() { defer close(cutDone); sy.cutLoop(cutCtx, sim, scr) }()
 	} else {
 		close(cutDone)
 	}
@@ -284,7 +286,8 @@ wait:
 			draw(now)
 		}
 	}
-	<-cutDone
+	stopCuts()
+	<-cutDone // the links are up again
 	var out demoSummary
 	var errs []error
 	if runErr != nil {
@@ -304,7 +307,8 @@ wait:
 		return errors.Join(errs...)
 	}
 	if sim != nil {
-		out.Summary = sim.Summary()
+		sum := sim.Summary()
+		out.Summary = &sum
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -374,11 +378,12 @@ func prepareDemo(dir string, edges int) (*demoFiles, error) {
 	}
 	d := &demoFiles{dir: abs, key: key, hubDir: filepath.Join(abs, "hub")}
 	enrol := func(nodeDir, name, role string) error {
-		if _, _, err := auth.LoadNode(nodeDir); err == nil || !errors.Is(err, os.ErrNotExist) {
-			if err != nil {
-				return fmt.Errorf("demo node %s: %w", name, err)
-			}
-			return nil
+		_, _, err := auth.LoadNode(nodeDir)
+		switch {
+		case err == nil:
+			return nil // enrolled by an earlier run
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("demo node %s: %w", name, err)
 		}
 		nk, enr, err := auth.EnrollNode(key, ev, name, role, ev.StartsAt.Add(-time.Hour), ev.EndsAt.Add(24*time.Hour))
 		if err != nil {
