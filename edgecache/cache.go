@@ -225,7 +225,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		h.serveGet(w, r)
 	case http.MethodHead:
-		if o := h.lookup(r); o != nil {
+		if o := h.lookup(r); o != nil && o.Status != http.StatusPartialContent {
 			if d := h.decide(o, r); d.use {
 				h.serveObject(w, r, o, d.status)
 				return
@@ -325,6 +325,9 @@ func (h *Handler) lifetime(o *object) time.Duration {
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	reqCC := requestDirectives(r.Header)
 	stored := h.lookup(r)
+	if stored != nil && stored.Status == http.StatusPartialContent && !partialCovers(stored, r) {
+		stored = nil // a stored part that cannot answer this request: a miss
+	}
 	var d decision
 	if stored != nil {
 		d = h.decide(stored, r)
@@ -486,7 +489,63 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, o *object,
 	defer file.Close()
 	h.store.touch(o, h.now())
 	age := int64(currentAge(o, h.now()) / time.Second)
+	if o.Status == http.StatusPartialContent {
+		h.servePart(w, r, o, file, status, age)
+		return
+	}
 	h.respond(w, r, o.Status, o.Header, o.Size, file.ReadAt, status, age)
+}
+
+// partialCovers reports whether a stored partial response can answer the
+// request: a single range, within the stored part, If-Range holding.
+func partialCovers(o *object, r *http.Request) bool {
+	_, ok := partWanted(o, r)
+	return ok
+}
+
+// partWanted is the range of the stored part's representation the request
+// asks for, when the part holds all of it.
+func partWanted(o *object, r *http.Request) (ByteRange, bool) {
+	part, total, ok := parseContentRange(o.Header.Get("Content-Range"))
+	rg := r.Header.Get("Range")
+	if !ok || rg == "" || !ifRangeHolds(r, o.Header) || r.Method != http.MethodGet {
+		return ByteRange{}, false
+	}
+	ranges, err := ParseRange(rg, total)
+	if err != nil || len(ranges) != 1 {
+		return ByteRange{}, false
+	}
+	want := ranges[0]
+	if want.Start < part.Start || want.Start+want.Length > part.Start+part.Length {
+		return ByteRange{}, false
+	}
+	return want, true
+}
+
+// servePart answers a range request from a stored partial response.
+func (h *Handler) servePart(w http.ResponseWriter, r *http.Request, o *object, file io.ReaderAt, cacheStatus string, age int64) {
+	want, ok := partWanted(o, r)
+	part, total, _ := parseContentRange(o.Header.Get("Content-Range"))
+	if !ok {
+		h.pass(w, r)
+		return
+	}
+	out := w.Header()
+	for k, v := range o.Header {
+		if k == "Content-Length" || k == "Surrogate-Control" || k == "Content-Range" {
+			continue
+		}
+		out[k] = append([]string(nil), v...)
+	}
+	if _, ok := out["Content-Type"]; !ok {
+		out["Content-Type"] = nil
+	}
+	out.Set("Age", strconv.FormatInt(age, 10))
+	out.Add("Cache-Status", h.name+"; "+cacheStatus)
+	out.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", want.Start, want.Start+want.Length-1, total))
+	out.Set("Content-Length", strconv.FormatInt(want.Length, 10))
+	w.WriteHeader(http.StatusPartialContent)
+	io.Copy(w, io.NewSectionReader(file, want.Start-part.Start, want.Length))
 }
 
 // serveFill streams a fill's response as it arrives.

@@ -179,6 +179,10 @@ func (f *fill) finish() {
 			complete = false
 		}
 	}
+	if complete && f.status == http.StatusPartialContent {
+		part, _, ok := parseContentRange(f.header.Get("Content-Range"))
+		complete = ok && part.Length == f.written
+	}
 	store := complete && f.shareable && f.file != nil
 	written := f.written
 	f.mu.Unlock()

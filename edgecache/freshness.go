@@ -188,8 +188,15 @@ func currentAge(o *object, now time.Time) time.Duration {
 // cache (RFC 9111 §3), under Canopy's privacy rule that responses setting
 // cookies are never shared.
 func storable(req http.Header, reqCC Directives, status int, h http.Header) bool {
-	if reqCC.Has("no-store") || status < 200 || status == 206 || status == 304 {
+	if reqCC.Has("no-store") || status < 200 || status == 304 {
 		return false
+	}
+	if status == http.StatusPartialContent {
+		// A single known range of a known length can be stored and
+		// reused for ranges within it (RFC 9111 §3.3).
+		if _, _, ok := parseContentRange(h.Get("Content-Range")); !ok || h.Get("Content-Encoding") != "" {
+			return false
+		}
 	}
 	d := responseDirectives(h)
 	noStore := d.Has("no-store")
@@ -271,4 +278,28 @@ func matchesVary(o *object, req http.Header) bool {
 		}
 	}
 	return true
+}
+
+// parseContentRange parses a 206's "bytes first-last/complete" with a
+// known complete length; ok is false for anything else.
+func parseContentRange(v string) (r ByteRange, total int64, ok bool) {
+	rest, found := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
+	if !found {
+		return ByteRange{}, 0, false
+	}
+	span, size, found := strings.Cut(rest, "/")
+	if !found {
+		return ByteRange{}, 0, false
+	}
+	first, last, found := strings.Cut(span, "-")
+	if !found {
+		return ByteRange{}, 0, false
+	}
+	a, err1 := digits(strings.TrimSpace(first))
+	b, err2 := digits(strings.TrimSpace(last))
+	n, err3 := digits(strings.TrimSpace(size))
+	if err1 != nil || err2 != nil || err3 != nil || b < a || b >= n {
+		return ByteRange{}, 0, false
+	}
+	return ByteRange{Start: a, Length: b - a + 1}, n, true
 }
