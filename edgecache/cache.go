@@ -350,6 +350,11 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	} else if len(h.store.variants(h.primaryKey(r))) > 0 {
 		fwd = "vary-miss"
 	}
+	if !h.store.writable(h.now()) {
+		// The disk is full: proxy uncached (stale-if-error is lost).
+		h.pass(w, r)
+		return
+	}
 	f, collapsed, ref := h.coalescedFill(r, stored, !reqCC.Has("no-store"))
 	if ref {
 		defer f.release()
@@ -561,6 +566,11 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, has
 			return
 		}
 		defer f.release()
+	}
+	if f.firstBytes(r.Context()) {
+		// Nothing could be buffered (a full disk): proxy it uncached.
+		h.pass(w, r)
+		return
 	}
 	size := int64(-1)
 	if cl := f.header.Get("Content-Length"); cl != "" {

@@ -45,6 +45,7 @@ type fill struct {
 	complete bool
 	refs     int
 	done     *object // the committed object
+	diskErr  error   // the body could not be buffered (a full disk)
 	sawEOF   atomic.Bool
 	idle     *time.Timer
 }
@@ -104,8 +105,12 @@ func (f *fill) start(code int, hdr http.Header) {
 	f.shareable = f.mayStore && storable(f.reqHeader, requestDirectives(f.reqHeader), code, hdr)
 	file, err := f.h.store.tempFile()
 	if err != nil {
-		f.h.log.Warn("edgecache: cannot buffer a response; not caching it", "err", err)
-		f.err = err
+		f.h.log.Warn("edgecache: cannot buffer a response; proxying it uncached", "err", err)
+		f.mu.Lock()
+		f.diskErr = err
+		f.mu.Unlock()
+		f.h.store.writeFailed(now)
+		file = nil
 	}
 	f.file = file
 	f.markReady()
@@ -152,6 +157,11 @@ func (f *fill) write(p []byte) (int, error) {
 	}
 	n, err := f.file.Write(p)
 	f.mu.Lock()
+	if err != nil && f.diskErr == nil {
+		f.diskErr = err
+		f.h.store.writeFailed(f.h.now())
+		f.h.log.Warn("edgecache: cannot buffer a response; proxying it uncached", "err", err)
+	}
 	f.written += int64(n)
 	if f.idle != nil {
 		f.idle.Reset(f.h.cfg.BodyIdleTimeout)
@@ -235,6 +245,30 @@ func (f *fill) release() {
 	f.refs--
 	if f.refs == 0 && f.file != nil {
 		f.file.Close()
+	}
+}
+
+// firstBytes waits until the body has bytes, has ended, or cannot be
+// buffered; it reports whether the body is unusable because nothing of it
+// could be buffered (then the caller proxies the request itself).
+func (f *fill) firstBytes(ctx context.Context) (unbuffered bool) {
+	for {
+		f.mu.Lock()
+		written, finished, diskErr, ch := f.written, f.finished, f.diskErr, f.changed
+		f.mu.Unlock()
+		switch {
+		case written > 0:
+			return false
+		case diskErr != nil || f.file == nil:
+			return true
+		case finished:
+			return false
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

@@ -56,6 +56,26 @@ type Store struct {
 	size     int64
 	evicted  int64
 	lastTick map[string]time.Time
+	// noSpaceUntil: after a failed write, fills are not attempted (the
+	// proxy passes requests through) until then.
+	noSpaceUntil time.Time
+}
+
+// diskBackoff is how long the store is bypassed after a failed write.
+const diskBackoff = 5 * time.Second
+
+// writeFailed records that a body could not be written at now.
+func (s *Store) writeFailed(now time.Time) {
+	s.mu.Lock()
+	s.noSpaceUntil = now.Add(diskBackoff)
+	s.mu.Unlock()
+}
+
+// writable reports whether fills should be attempted at now.
+func (s *Store) writable(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !now.Before(s.noSpaceUntil)
 }
 
 // OpenStore opens (creating if needed) the store in dir with a size budget
