@@ -159,7 +159,11 @@ func build(t testing.TB) *scenario {
 	// A ticket scanned normally: no item.
 	a.add(t, t0+2500, 0, checkin.KindScanned, checkin.TicketKey("t-3"), scan("t-3", "north", checkin.In))
 
-	// One loaf in stock, sold at two tills; two card payments on one order.
+	// One loaf in stock (bread tracks stock; cake does not, so selling it
+	// without stock is no item), sold at two tills; two card payments on
+	// one order.
+	a.add(t, t0+2900, 0, pos.KindSKUSet, "sku:bread", pos.SKU{SKU: "bread", Vendor: "bakery", Name: "Bread", Price: 100, TrackStock: true, Active: true})
+	a.add(t, t0+2950, 0, pos.KindSKUSet, "sku:cake", pos.SKU{SKU: "cake", Vendor: "bakery", Name: "Cake", Price: 100, Active: true})
 	a.add(t, t0+3000, 0, pos.KindStockAdjusted, "sku:bread", pos.StockAdjusted{SKU: "bread", Delta: 1, Device: "org"})
 	order := func(id string) pos.Created {
 		lines, totals, err := pos.PriceLines([]pos.Line{{SKU: "bread", Name: "Bread", Qty: 1, UnitPrice: 100}}, 0, 0)
@@ -170,6 +174,11 @@ func build(t testing.TB) *scenario {
 	}
 	s.orderCreated = a.add(t, t0+3100, 0, pos.KindOrderCreated, pos.OrderKey("o-1"), order("o-1"))
 	b.add(t, t0+3200, 0, pos.KindOrderCreated, pos.OrderKey("o-2"), order("o-2"))
+	cakeLines, cakeTotals, err := pos.PriceLines([]pos.Line{{SKU: "cake", Name: "Cake", Qty: 3, UnitPrice: 100}}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.add(t, t0+3250, 0, pos.KindOrderCreated, pos.OrderKey("o-cake"), pos.Created{ID: "o-cake", Vendor: "bakery", Device: "till", Currency: "EUR", Lines: cakeLines, Totals: cakeTotals})
 	pay := func(id string) pos.PaymentBody {
 		return pos.PaymentBody{Order: "o-1", ID: id, Method: pos.MethodCard, Amount: 60, Tendered: 60, Device: "till"}
 	}

@@ -15,11 +15,23 @@ import (
 )
 
 // Views are the views a report reads.
-var Views = []string{views.IdempotencyView, checkin.View, pos.ViewStock, pos.ViewOrders, auction.View, revocation.View}
+var Views = []string{views.IdempotencyView, checkin.View, pos.ViewSKUs, pos.ViewStock, pos.ViewOrders, auction.View, revocation.View}
 
 // rowItems turns the view rows of Views into items; rows of other views are
 // ignored.
 func rowItems(rows []store.ViewRow) []Item {
+	// Only SKUs whose catalog entry tracks stock can be oversold; the stock
+	// view also counts sales of SKUs that don't.
+	tracked := map[string]bool{}
+	for _, r := range rows {
+		if r.View != pos.ViewSKUs {
+			continue
+		}
+		var sku pos.SKURow
+		if json.Unmarshal(r.Value, &sku) == nil && sku.TrackStock {
+			tracked[sku.SKU.SKU] = true
+		}
+	}
 	var items []Item
 	for _, r := range rows {
 		var add []Item
@@ -30,7 +42,7 @@ func rowItems(rows []store.ViewRow) []Item {
 		case checkin.View:
 			add, err = checkinItems(r)
 		case pos.ViewStock:
-			add, err = stockItems(r)
+			add, err = stockItems(r, tracked)
 		case pos.ViewOrders:
 			add, err = orderItems(r)
 		case auction.View:
@@ -143,12 +155,12 @@ func checkinItems(r store.ViewRow) ([]Item, error) {
 	return items, nil
 }
 
-func stockItems(r store.ViewRow) ([]Item, error) {
+func stockItems(r store.ViewRow, tracked map[string]bool) ([]Item, error) {
 	var s pos.Stock
 	if err := json.Unmarshal(r.Value, &s); err != nil {
 		return nil, err
 	}
-	if !s.Oversold {
+	if !s.Oversold || !tracked[s.SKU] {
 		return nil, nil
 	}
 	return []Item{{
