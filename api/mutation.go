@@ -79,7 +79,16 @@ type MutationRoute[Req any] struct {
 	// a problem and nothing is appended or remembered.
 	Prepare func(r *http.Request, req *Req) (Mutation, error)
 	Render  RenderFunc
+	// Divert, if set, is called after Lock and before Prepare (so after the
+	// Idempotency-Key is checked and a replay answered); when it returns
+	// handled, it has answered the request itself (e.g. by passing it on to
+	// another node) and nothing is appended or remembered here. An error is
+	// answered as a problem.
+	Divert func(w http.ResponseWriter, r *http.Request, req *Req) (handled bool, err error)
 }
+
+// errDiverted tells mutate that Divert answered the request.
+var errDiverted = errors.New("api: request diverted")
 
 // HandleMutation registers a mutation route on s. It panics on a route
 // declared without roles, Prepare or Render, like Handle.
@@ -109,6 +118,16 @@ func HandleMutation[Req any](s *Server, m MutationRoute[Req]) {
 			if m.Lock != nil {
 				var err error
 				if unlock, err = m.Lock(r); err != nil {
+					return Mutation{}, nil, err
+				}
+			}
+			if m.Divert != nil {
+				handled, err := m.Divert(w, r, &req)
+				if err != nil || handled {
+					unlock()
+					if err == nil {
+						err = errDiverted
+					}
 					return Mutation{}, nil, err
 				}
 			}
@@ -250,6 +269,9 @@ func (s *Server) mutate(w http.ResponseWriter, r *http.Request, key, hash string
 		}
 	}
 	m, unlock, err := prepare()
+	if errors.Is(err, errDiverted) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -6,12 +6,14 @@ package auctionapi
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -43,6 +45,17 @@ type Deps struct {
 	Buffer int
 	// WriteTimeout bounds one write to a watcher; 0: DefaultWriteTimeout.
 	WriteTimeout time.Duration
+
+	// A bid for a lot whose home is another edge is forwarded there
+	// (POST /v1/sync/bids, signed with Key and Enrolment) if HomeURL knows
+	// the home edge's URL and it answers within ForwardTimeout; otherwise
+	// it is recorded here as an intent. HomeURL nil: always an intent.
+	HomeURL        func(node ledger.NodeID) (url string, ok bool)
+	Key            ed25519.PrivateKey
+	Enrolment      string
+	ForwardTimeout time.Duration // 0: DefaultForwardTimeout
+	HTTP           *http.Client  // nil: a client of its own
+	Logger         *slog.Logger  // nil: discard
 }
 
 // Defaults for zero Deps fields.
@@ -50,6 +63,8 @@ const (
 	DefaultHeartbeat    = 15 * time.Second
 	DefaultBuffer       = 1024
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultForwardTimeout bounds forwarding a bid to its lot's home edge.
+	DefaultForwardTimeout = 300 * time.Millisecond
 )
 
 // Limits on what a lot may ask for.
@@ -72,17 +87,28 @@ var (
 	rolesClose = []auth.Role{auth.RoleAuctioneer, auth.RoleOrganizer}
 )
 
+// Auctions is the auction routes registered on a server.
+type Auctions struct {
+	h *handler
+}
+
 // Register adds the auction routes to s.
 func Register(s *api.Server, d Deps) error {
+	_, err := Mount(s, d)
+	return err
+}
+
+// Mount adds the auction routes to s and returns them, for Ingested.
+func Mount(s *api.Server, d Deps) (*Auctions, error) {
 	if d.Event == nil || d.Views == nil {
-		return errors.New("auctionapi: Deps needs Event and Views")
+		return nil, errors.New("auctionapi: Deps needs Event and Views")
 	}
 	if d.Node == (ledger.NodeID{}) {
-		return errors.New("auctionapi: Deps needs the node id")
+		return nil, errors.New("auctionapi: Deps needs the node id")
 	}
 	loc, err := time.LoadLocation(d.Event.TimeZone)
 	if err != nil {
-		return fmt.Errorf("auctionapi: event time zone %q: %w", d.Event.TimeZone, err)
+		return nil, fmt.Errorf("auctionapi: event time zone %q: %w", d.Event.TimeZone, err)
 	}
 	if d.Clock == nil {
 		d.Clock = ledger.SystemClock{}
@@ -96,15 +122,25 @@ func Register(s *api.Server, d Deps) error {
 	if d.WriteTimeout <= 0 {
 		d.WriteTimeout = DefaultWriteTimeout
 	}
-	h := &handler{deps: d, loc: loc, rand: rand.Reader, broker: newBroker(d.Buffer)}
+	if d.ForwardTimeout <= 0 {
+		d.ForwardTimeout = DefaultForwardTimeout
+	}
+	if d.HTTP == nil {
+		d.HTTP = &http.Client{}
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{deps: d, loc: loc, rand: rand.Reader, broker: newBroker(d.Buffer), server: s}
 	h.register(s)
-	return nil
+	return &Auctions{h: h}, nil
 }
 
 type handler struct {
 	deps   Deps
 	loc    *time.Location
 	broker *broker
+	server *api.Server // forwarded bids run through its bid route
 
 	randMu sync.Mutex
 	rand   io.Reader
@@ -129,9 +165,11 @@ func (h *handler) register(s *api.Server) {
 		Pattern: "POST /v1/lots/{id}/bids",
 		Roles:   rolesBid,
 		Lock:    h.lockLot,
+		Divert:  h.divertBid,
 		Prepare: h.prepareBid,
 		Render:  h.renderBid,
 	})
+	s.Handle(api.Route{Pattern: "POST /v1/sync/bids", MaxBody: maxForwardBody, Handler: h.syncBids})
 	api.HandleMutation(s, api.MutationRoute[CloseRequest]{
 		Pattern:   "POST /v1/lots/{id}/close",
 		Roles:     rolesClose,
@@ -238,8 +276,8 @@ func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
 // bid does not decode the lot's whole history. It is read and changed only
 // under the lot's lock: loaded from the view on first use, then advanced by
 // this node's own accepted bids and closes (seq guards against replays of
-// older entries). Entries that reach the lot by sync (a later issue) must
-// drop it with forget.
+// older entries). Entries that reach the lot by sync drop it (Ingested);
+// only lots that live on this node are cached.
 type judgeState struct {
 	row auction.Row // Lot, High (amount and paddle), ClosesAt, Closed; no Bids
 	seq uint64      // the last entry of this node folded in
@@ -280,8 +318,19 @@ func (h *handler) judgeRow(ctx context.Context, id string) (*judgeState, error) 
 		s.row.High = &high
 	}
 	s.row.Bids = nil
-	h.judged.put(id, s)
+	if row.Lot.Home == h.deps.Node.String() {
+		// Only a lot that lives here is cached: another edge's lot
+		// changes by sync alone.
+		h.judged.put(id, s)
+	}
 	return s, nil
+}
+
+// forget drops a lot's cached state.
+func (c *judgeCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
 }
 
 // advance applies change to a lot's cached state if this node's entry seq

@@ -24,6 +24,8 @@ type judged struct {
 	Increment   int64 `json:"increment"`
 	SoftCloseMs int64 `json:"soft_close_ms,omitempty"`
 	ExtendMs    int64 `json:"extend_ms,omitempty"`
+	// Home is the lot's home edge, on an intent (recorded elsewhere).
+	Home string `json:"home,omitempty"`
 }
 
 // closedBody is what a lot.closed entry carries: the close and the result
@@ -118,6 +120,11 @@ func (h *handler) prepareBid(r *http.Request, req *BidRequest) (api.Mutation, er
 		Judged: judged{ClosesAt: row.ClosesAt, Increment: row.Lot.Increment,
 			SoftCloseMs: row.Lot.SoftCloseMs, ExtendMs: row.Lot.ExtendMs},
 	}
+	if row.Lot.Home != h.deps.Node.String() {
+		// divertBid could not reach the lot's home edge: an intent, judged
+		// by what this node knows of the lot and ranked when logs merge.
+		b.Intent, b.Judged.Home = true, row.Lot.Home
+	}
 	return api.Mutation{Kind: auction.KindBid, Key: auction.LotKey(id), Body: b}, nil
 }
 
@@ -168,6 +175,10 @@ func (h *handler) renderBid(e *ledger.Entry) (int, any, error) {
 	var b bidBody
 	if err := json.Unmarshal(e.Body, &b); err != nil {
 		return 0, nil, fmt.Errorf("bid entry %d: %w", e.Seq, err)
+	}
+	if b.Intent {
+		return http.StatusAccepted, IntentResponse{Status: StatusPending, Lot: b.Lot, Bid: b.ID,
+			Paddle: b.Paddle, Amount: b.Amount, Home: b.Judged.Home}, nil
 	}
 	accepted, closesAt, extended := bidOutcome(&b, e.HLC.Wall)
 	resp := BidResponse{

@@ -18,6 +18,7 @@ import (
 
 	"canopy/internal/apicontract"
 	"canopy/internal/testutil"
+	"canopy/replica"
 )
 
 // contract drives a real edge through the OpenAPI checker's client: every
@@ -115,6 +116,7 @@ func init() {
 	} {
 		cannotProduce[pair] = "node-signed sync request: needs a peer node's signing (package replica, unexported)"
 	}
+	cannotProduce["POST /v1/lots/{id}/bids 202"] = "an intent needs a lot whose home is another edge that is down: two edges, covered by auctionapi's TestBidForwardedToHomeOrRecordedAsIntent"
 	// A read answers 503 only when the store fails to read (an I/O error,
 	// SQLITE_IOERR/BUSY past the timeout), which needs fault injection
 	// below the file system: a full disk does not stop reads, and a store
@@ -603,6 +605,26 @@ func TestContract(t *testing.T) {
 		c.expect(t, 401, "GET", "/v1/sync/vector", "", "")
 		c.expect(t, 401, "POST", "/v1/sync/pull", "", `{"protocol":1,"vector":{}}`)
 		c.expect(t, 401, "POST", "/v1/sync/push", tok.org, "", "Content-Type", "application/octet-stream")
+
+		// The sync status needs no credentials.
+		c.expect(t, 200, "GET", "/v1/sync/status", "", "")
+		// A bid another edge forwards: signed by an enrolled node.
+		c.post(t, 201, "/v1/lots", tok.auctioneer, `{"id":"lot-fwd","title":"Bowl","start_price":100,"increment":10,"duration_s":3600}`)
+		fwd := `{"lot":"lot-fwd","amount":100,"token":"` + tok.bidder + `","idempotency_key":"` + c.key() + `"}`
+		c.expect(t, 401, "POST", "/v1/sync/bids", "", fwd)
+		other := ev.EdgeConfig(t, "edge-peer", "")
+		key, enrolment, err := auth.LoadNode(other.Node.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed := func(body string) []string {
+			req, _ := http.NewRequest("POST", c.base+"/v1/sync/bids", nil)
+			replica.Sign(req, key, enrolment, []byte(body))
+			return []string{"Canopy-Node-Enrolment", req.Header.Get("Canopy-Node-Enrolment"), "Canopy-Node-Signature", req.Header.Get("Canopy-Node-Signature")}
+		}
+		c.expect(t, 201, "POST", "/v1/sync/bids", "", fwd, signed(fwd)...)
+		bad := `{"lot":"lot-fwd","amount":100,"token":"","idempotency_key":"k"}`
+		c.expect(t, 422, "POST", "/v1/sync/bids", "", bad, signed(bad)...)
 	})
 
 	// A full disk: every mutation answers 503 store-unavailable with

@@ -166,11 +166,16 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	receipt.Register(e.API, receipt.Deps{Event: ev, Store: st, Checkpointer: e.Journal})
-	if err := auctionapi.Register(e.API, auctionapi.Deps{Event: ev, Node: enr.Node, Views: st, Clock: clock}); err != nil {
+	auctions, err := auctionapi.Mount(e.API, auctionapi.Deps{Event: ev, Node: enr.Node, Views: st, Clock: clock,
+		// Bids for another edge's lot go to it, at the URL its vector came from.
+		HomeURL: func(n ledger.NodeID) (string, bool) { return e.Sync.PeerURL(n) },
+		Key:     key, Enrolment: token, Logger: log})
+	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	e.stopping = make(chan struct{})
-	e.Sync = &replica.Node{Event: ev, Journal: e.Journal, Store: st, Clock: clock, Logger: log, Stopping: e.stopping}
+	e.Sync = &replica.Node{Event: ev, Journal: e.Journal, Store: st, Clock: clock, Logger: log, Stopping: e.stopping,
+		Registerer: reg, OnIngest: auctions.Ingested}
 	replica.Register(e.API, e.Sync)
 	if e.images, err = openImages(cfg.Images, log, reg); err != nil {
 		return nil, err

@@ -79,3 +79,16 @@ func authenticate(ev *auth.Event, now time.Time, req *http.Request, bodyHash [32
 
 // emptyHash is the body hash of a request without a body.
 var emptyHash = sha256.Sum256(nil)
+
+// Authenticate checks the node credentials of a request with the given body
+// (nil for none), as Sign made them, against the event key at time now, and
+// returns the calling node's enrolment; an error wraps ErrUnauthenticated.
+// Routes outside this package that only nodes may call (e.g. a bid
+// forwarded to a lot's home edge) use it.
+func Authenticate(ev *auth.Event, now time.Time, req *http.Request, body []byte) (*auth.Enrolment, error) {
+	h := emptyHash
+	if body != nil {
+		h = sha256.Sum256(body)
+	}
+	return authenticate(ev, now, req, h)
+}

@@ -35,12 +35,17 @@ type Peer struct {
 
 // PeerStatus is what a node knows of a peer, for metrics and `canopy status`.
 type PeerStatus struct {
-	URL         string    `json:"url"`
+	URL string `json:"url"`
+	// Node is the peer's node id, from its vector ("" until learned).
+	Node        string    `json:"node,omitempty"`
 	Connected   bool      `json:"connected"`
 	LastContact time.Time `json:"last_contact"`
 	LastError   string    `json:"last_error,omitempty"`
 	Sent        int       `json:"sent"`
 	Received    int       `json:"received"`
+	// Backlog is how many entries this node held that the peer lacked, by
+	// the last vectors exchanged.
+	Backlog int `json:"backlog"`
 }
 
 // Status returns the peer's status.
@@ -73,6 +78,7 @@ func (p *Peer) Run(ctx context.Context) {
 	if p.PushBatch <= 0 {
 		p.PushBatch = 5000
 	}
+	p.Node.addPeer(p)
 	wait := backoffMin
 	for i := 0; ctx.Err() == nil; i++ {
 		url := strings.TrimRight(p.URLs[i%len(p.URLs)], "/")
@@ -85,6 +91,7 @@ func (p *Peer) Run(ctx context.Context) {
 				s.LastError = err.Error()
 			}
 		})
+		p.Node.metrics().connected.WithLabelValues(url).Set(0)
 		if ctx.Err() != nil {
 			return
 		}
@@ -133,7 +140,11 @@ func (p *Peer) do(ctx context.Context, method, url string, body []byte, bodyHash
 		resp.Body.Close()
 		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(b)))
 	}
-	p.note(func(s *PeerStatus) { s.Connected, s.LastContact = true, time.Now() })
+	now := time.Now()
+	p.note(func(s *PeerStatus) { s.Connected, s.LastContact = true, now })
+	m := p.Node.metrics()
+	m.connected.WithLabelValues(peerLabel(url)).Set(1)
+	m.lastContact.WithLabelValues(peerLabel(url)).Set(float64(now.UnixNano()) / 1e9)
 	return resp, nil
 }
 
@@ -159,7 +170,11 @@ func (p *Peer) pushLoop(ctx context.Context, url string) error {
 	}
 	cps := newCPTracker(p.Node)
 	defer cps.stop()
+	p.note(func(s *PeerStatus) { s.Node = vr.Node.String() })
 	for {
+		if err := p.noteBacklog(ctx, url, theirs); err != nil {
+			return err
+		}
 		changed, cpChanged := p.Node.Journal.Changed(), p.Node.cpChanged()
 		var buf bytes.Buffer
 		sw, err := newWriter(&buf)
@@ -196,7 +211,14 @@ func (p *Peer) pushLoop(ctx context.Context, url string) error {
 				return fmt.Errorf("push to %s: %w", url, err)
 			}
 			p.note(func(s *PeerStatus) { s.Sent += pr.Added })
+			m := p.Node.metrics()
+			m.sent.WithLabelValues(url).Add(float64(pr.Added))
 			if pr.Refused != "" {
+				reason := pr.RefusedReason
+				if reason == "" {
+					reason = RefusedOther
+				}
+				m.refused.WithLabelValues(url, reason, sideSent).Inc()
 				return fmt.Errorf("%s refused entries: %s", url, pr.Refused)
 			}
 			theirs = pr.Vector
@@ -229,10 +251,30 @@ func (p *Peer) pullLoop(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	added, err := p.Node.ingestStream(ctx, rd)
+	added, err := p.Node.ingestStream(ctx, rd, url)
 	p.note(func(s *PeerStatus) { s.Received += added })
 	if err == nil {
 		err = fmt.Errorf("stream from %s ended", url)
 	}
 	return err
+}
+
+// noteBacklog records how many held entries the peer lacks by its vector.
+func (p *Peer) noteBacklog(ctx context.Context, url string, theirs Vector) error {
+	held, err := p.Node.Store.Vector(ctx, p.Node.Event.Slug)
+	if err != nil {
+		return err
+	}
+	n := backlogOf(held, theirs)
+	p.note(func(s *PeerStatus) { s.Backlog = n })
+	p.Node.metrics().backlog.WithLabelValues(url).Set(float64(n))
+	return nil
+}
+
+// peerLabel is a peer's base URL: a request URL up to "/v1/sync/".
+func peerLabel(url string) string {
+	if i := strings.Index(url, "/v1/sync/"); i >= 0 {
+		return url[:i]
+	}
+	return url
 }

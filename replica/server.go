@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"canopy/api"
 	"canopy/auth"
 	"canopy/journal"
@@ -43,8 +45,62 @@ type Node struct {
 	CheckpointPoll time.Duration
 	cpMu           sync.Mutex
 	cpCh           chan struct{} // closed when a received checkpoint is stored
+	// Registerer, if set, gets the sync metrics (see metrics.go) when
+	// Register runs.
+	Registerer prometheus.Registerer
+	// OnIngest, if set, is called with the entries of other nodes once
+	// they are durable here (e.g. to drop state cached from the views).
+	OnIngest func(stored []store.Stored)
 
 	authors *authors
+
+	metricsOnce sync.Once
+	m           *metrics
+	peersMu     sync.Mutex
+	peers       []*Peer
+}
+
+// metrics returns the node's sync metrics, made on first use.
+func (n *Node) metrics() *metrics {
+	n.metricsOnce.Do(func() { n.m = newMetrics() })
+	return n.m
+}
+
+// addPeer lists a peer in the node's status.
+func (n *Node) addPeer(p *Peer) {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for _, q := range n.peers {
+		if q == p {
+			return
+		}
+	}
+	n.peers = append(n.peers, p)
+}
+
+// PeerStatuses returns the status of every peer this node syncs with, in
+// the order they started.
+func (n *Node) PeerStatuses() []PeerStatus {
+	n.peersMu.Lock()
+	ps := append([]*Peer(nil), n.peers...)
+	n.peersMu.Unlock()
+	out := make([]PeerStatus, len(ps))
+	for i, p := range ps {
+		out[i] = p.Status()
+	}
+	return out
+}
+
+// PeerURL returns the URL of the peer whose node id is node, as learned
+// from its vector, if this node syncs with it.
+func (n *Node) PeerURL(node ledger.NodeID) (string, bool) {
+	id := node.String()
+	for _, st := range n.PeerStatuses() {
+		if st.Node == id && st.URL != "" {
+			return st.URL, true
+		}
+	}
+	return "", false
 }
 
 // Vector is a version vector: per author, the highest contiguous seq held.
@@ -71,6 +127,18 @@ type PushResponse struct {
 	Vector Vector `json:"vector"`
 	// Refused says why the rest of the stream was not taken, if it wasn't.
 	Refused string `json:"refused,omitempty"`
+	// RefusedReason classifies Refused (see RefusedReason).
+	RefusedReason string `json:"refused_reason,omitempty"`
+}
+
+// StatusResponse answers GET /v1/sync/status: what this node holds and how
+// its links are doing. It carries node ids and counts, no personal data.
+type StatusResponse struct {
+	Protocol int           `json:"protocol"`
+	Event    string        `json:"event"`
+	Node     ledger.NodeID `json:"node"`
+	Vector   Vector        `json:"vector"`
+	Peers    []PeerStatus  `json:"peers"`
 }
 
 // Register serves the sync endpoints on s. They need a node's enrolment
@@ -89,6 +157,12 @@ func Register(s *api.Server, n *Node) {
 		n.CheckpointPoll = time.Second
 	}
 	n.authors = newAuthors(n.Event, n.Store)
+	if n.Registerer != nil {
+		if err := n.metrics().register(n.Registerer); err != nil {
+			n.Logger.Warn("sync: metrics not registered", "err", err)
+		}
+	}
+	s.Handle(api.Route{Pattern: "GET /v1/sync/status", Handler: n.status})
 	s.Handle(api.Route{Pattern: "GET /v1/sync/vector", Handler: n.vector})
 	s.Handle(api.Route{Pattern: "POST /v1/sync/pull", Handler: n.pull})
 	s.Handle(api.Route{Pattern: "POST /v1/sync/push", MaxBody: 1 << 30, Handler: n.push})
@@ -111,6 +185,18 @@ func (n *Node) vector(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return api.WriteJSON(w, http.StatusOK, VectorResponse{Protocol: ProtocolVersion, Node: n.Journal.Node(), Vector: v})
+}
+
+// status serves GET /v1/sync/status; it needs no credentials.
+func (n *Node) status(w http.ResponseWriter, r *http.Request) error {
+	v, err := n.Store.Vector(r.Context(), n.Event.Slug)
+	if err != nil {
+		return err
+	}
+	peers := n.PeerStatuses()
+	return api.WriteJSON(w, http.StatusOK, StatusResponse{
+		Protocol: ProtocolVersion, Event: n.Event.Slug, Node: n.Journal.Node(), Vector: v, Peers: peers,
+	})
 }
 
 func (n *Node) pull(w http.ResponseWriter, r *http.Request) error {
@@ -233,7 +319,7 @@ func (n *Node) push(w http.ResponseWriter, r *http.Request) error {
 		}
 		return api.NewProblem(api.TypeSyncMalformed, "%v", err)
 	}
-	added, refused := n.ingestStream(r.Context(), rd)
+	added, refused := n.ingestStream(r.Context(), rd, "node:"+peer.Node.String())
 	if refused != nil {
 		n.Logger.Warn("sync: refused part of a push", "peer", peer.Node.String(), "err", refused)
 	}
@@ -243,9 +329,42 @@ func (n *Node) push(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp := PushResponse{Added: added, Vector: v}
 	if refused != nil {
-		resp.Refused = refused.Error()
+		resp.Refused, resp.RefusedReason = refused.Error(), RefusedReason(refused)
 	}
 	return api.WriteJSON(w, http.StatusOK, resp)
+}
+
+// ingest stores entries of other nodes, then counts them, observes their
+// lag and tells OnIngest about those that were new.
+func (n *Node) ingest(ctx context.Context, stored []store.Stored, peer string) (int, error) {
+	before, err := n.Store.Vector(ctx, n.Event.Slug)
+	if err != nil {
+		return 0, err
+	}
+	k, err := n.Journal.Ingest(ctx, stored)
+	if k > 0 {
+		now := n.Clock.Now()
+		var after Vector // when the ingest stopped part way: what was stored
+		if err != nil {
+			after, _ = n.Store.Vector(ctx, n.Event.Slug)
+		}
+		fresh := make([]store.Stored, 0, k)
+		for _, s := range stored {
+			if after != nil && s.Entry.Seq > after[s.Entry.Node] {
+				continue
+			}
+			if s.Entry.Seq > before[s.Entry.Node] && s.Entry.Node != n.Journal.Node() {
+				fresh = append(fresh, s)
+			}
+		}
+		m := n.metrics()
+		m.received.WithLabelValues(peer).Add(float64(k))
+		m.observeLag(now, fresh)
+		if n.OnIngest != nil {
+			n.OnIngest(fresh)
+		}
+	}
+	return k, err
 }
 
 // chunk is how many received entries are verified and stored together.
@@ -255,8 +374,9 @@ const chunk = 1024
 // time (and at every end frame), until the stream ends or an entry is
 // refused. Reading and verifying the next chunk overlaps with storing the
 // previous one. It returns how many were stored and why it stopped early,
-// if it did; the entries before a refused one are stored.
-func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
+// if it did; the entries before a refused one are stored. peer labels the
+// metrics.
+func (n *Node) ingestStream(ctx context.Context, rd *reader, peer string) (int, error) {
 	type job struct {
 		stored []store.Stored
 		cps    []cpFrame     // checkpoints to take once stored is
@@ -270,7 +390,7 @@ func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
 		defer close(finished)
 		for j := range jobs {
 			if ingestErr == nil && len(j.stored) > 0 {
-				k, err := n.Journal.Ingest(ctx, j.stored)
+				k, err := n.ingest(ctx, j.stored, peer)
 				added += k
 				ingestErr = err
 			}
@@ -282,6 +402,7 @@ func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
 	}()
 	var pending []*ledger.Entry
 	var pendingCP []cpFrame
+	var verifyErr error // why a received entry was not authentic
 	// submit verifies the pending chunk and queues what is authentic.
 	submit := func(wait bool) error {
 		ok, verr := n.authors.checkAll(ctx, pending)
@@ -293,6 +414,9 @@ func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
 		var fe *ForkError
 		if errors.As(verr, &fe) {
 			n.reportFork(ctx, fe)
+		}
+		if verr != nil {
+			verifyErr = verr
 		}
 		j := job{stored: stored}
 		if verr == nil {
@@ -310,6 +434,9 @@ func (n *Node) ingestStream(ctx context.Context, rd *reader) (int, error) {
 	finish := func(err error) (int, error) {
 		close(jobs)
 		<-finished
+		if refused := errors.Join(verifyErr, ingestErr); refused != nil && ctx.Err() == nil {
+			n.metrics().refused.WithLabelValues(peer, RefusedReason(refused), sideReceived).Inc()
+		}
 		return added, errors.Join(err, ingestErr)
 	}
 	for {

@@ -1,0 +1,209 @@
+package auctionapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"canopy/api"
+	"canopy/auctionapi"
+	"canopy/auth"
+	"canopy/config"
+	"canopy/edge"
+	"canopy/internal/testutil"
+	"canopy/ledger"
+	"canopy/replica"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func openEdge(t *testing.T, cfg config.Config) *edge.Edge {
+	t.Helper()
+	e, err := edge.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition
+	}
+}
+
+func (f *fixture) lotOK(id string) (auctionapi.LotView, bool) {
+	f.t.Helper()
+	r := f.do("GET", "/v1/lots/"+id, f.auctioneer, "")
+	var v auctionapi.LotView
+	if r.status != 200 || json.Unmarshal(r.body, &v) != nil {
+		return v, false
+	}
+	return v, true
+}
+
+// TestBidForwardedToHomeOrRecordedAsIntent: a bid at edge B for a lot that
+// lives on edge A is judged by A at once (and streams to A's watchers); with
+// A down it is an intent (202 pending); once A is back, both edges rank the
+// intent by price and time and report that it won.
+func TestBidForwardedToHomeOrRecordedAsIntent(t *testing.T) {
+	ev := testutil.NewEvent(t, "auction-two-edges")
+	cfgA := ev.EdgeConfig(t, "edge-a", "")
+	cfgB := ev.EdgeConfig(t, "edge-b", "")
+	cfgA.Node.Listen, cfgB.Node.Listen = freeAddr(t), freeAddr(t)
+	cfgA.Sync.Peers = []string{"http://" + cfgB.Node.Listen}
+	cfgB.Sync.Peers = []string{"http://" + cfgA.Node.Listen}
+	a, err := edge.Open(context.Background(), cfgA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aClosed := false // Close may run once
+	t.Cleanup(func() {
+		if !aClosed {
+			a.Close(context.Background())
+		}
+	})
+	b := openEdge(t, cfgB)
+	auctioneer := ev.ValidToken(t, auth.RoleAuctioneer)
+	fa := &fixture{t: t, e: a, ev: ev, auctioneer: auctioneer}
+	fb := &fixture{t: t, e: b, ev: ev, auctioneer: auctioneer}
+	fb.keys.Store(1_000_000) // the idempotency keys of the two edges must not meet
+	alice, bob := fa.bidder("alice"), fa.bidder("bob")
+	nodeA := a.Enrolment.Node
+
+	eventually(t, 10*time.Second, "B learns A's node id", func() bool {
+		_, ok := b.Sync.PeerURL(nodeA)
+		return ok
+	})
+	lot := fa.open(`{"id":"vase","title":"Blue vase","start_price":1000,"increment":100,"duration_s":3600}`)
+	if lot.Lot.Home != nodeA.String() {
+		t.Fatalf("lot home %q, want %s", lot.Lot.Home, nodeA)
+	}
+	eventually(t, 10*time.Second, "the lot reaches B", func() bool { _, ok := fb.lotOK("vase"); return ok })
+
+	watch := fa.stream("vase", auctioneer, "")
+	if ev := watch.next(t); ev.name != auctionapi.EventSnapshot {
+		t.Fatalf("first event %q, want snapshot", ev.name)
+	}
+
+	// Forwarded: A judges and appends; the answer names A's entry.
+	r := fb.bid("vase", alice, 1000, "")
+	if r.status != 201 {
+		t.Fatalf("forwarded bid: %d %s", r.status, r.body)
+	}
+	var resp struct {
+		auctionapi.BidResponse
+		Entry ledger.Ref `json:"entry"`
+	}
+	r.decode(t, &resp)
+	if !resp.Accepted || resp.Entry.Node != nodeA {
+		t.Fatalf("forwarded bid answered %s, want accepted in A's log", r.body)
+	}
+	if high := fa.lot("vase").High; high == nil || high.Amount != 1000 || high.Paddle != "alice" {
+		t.Fatalf("A's high %+v right after the forward, want alice 1000", high)
+	}
+	ev1 := watch.next(t)
+	var be auctionapi.BidEvent
+	if err := json.Unmarshal([]byte(ev1.data), &be); err != nil || ev1.name != auctionapi.EventBid || be.Amount != 1000 || be.Entry != resp.Entry {
+		t.Fatalf("A's stream: %s %s, want the forwarded bid", ev1.name, ev1.data)
+	}
+	// A's refusal passes through B unchanged.
+	wantProblem(t, fb.bid("vase", bob, 1050, ""), http.StatusUnprocessableEntity, api.TypeBidBelowIncrement)
+
+	// A down: the bid at B is an intent, answered 202 pending. (Shutdown
+	// waits for open requests, so the watcher leaves first.)
+	watch.res.Body.Close()
+	aClosed = true
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r = fb.bid("vase", bob, 1500, "")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("bid with the home edge down: %d %s, want 202", r.status, r.body)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("intent took %s", took)
+	}
+	var ir auctionapi.IntentResponse
+	r.decode(t, &ir)
+	if ir.Status != "pending" || ir.Home != nodeA.String() || ir.Amount != 1500 {
+		t.Fatalf("intent answered %s", r.body)
+	}
+	// B still judges what it knows: below the increment is refused.
+	wantProblem(t, fb.bid("vase", bob, 1050, ""), http.StatusUnprocessableEntity, api.TypeBidBelowIncrement)
+
+	// A back: both rows show the intent ranked by price-time, and that it won.
+	a2 := openEdge(t, cfgA)
+	fa.e = a2
+	for name, f := range map[string]*fixture{"A": fa, "B": fb} {
+		eventually(t, 20*time.Second, name+" ranks the intent", func() bool {
+			v, ok := f.lotOK("vase")
+			return ok && len(v.Bids) == 2 && v.High != nil && v.High.Amount == 1500 && v.High.Intent && v.IntentWon
+		})
+	}
+	// A judges its next bid against the intent it received by sync.
+	wantProblem(t, fa.bid("vase", alice, 1550, ""), http.StatusUnprocessableEntity, api.TypeBidBelowIncrement)
+	fa.mustBid("vase", alice, 1600, "")
+	if v := fa.lot("vase"); v.IntentWon || v.High.Amount != 1600 {
+		t.Fatalf("after a higher accepted bid: high %+v, intent_won %v", v.High, v.IntentWon)
+	}
+}
+
+// TestForwardedBidsNeedANode: POST /v1/sync/bids refuses a caller that is
+// not an enrolled node, and a forwarded bid for a lot that does not live on
+// the called edge.
+func TestForwardedBidsNeedANode(t *testing.T) {
+	f := newFixture(t)
+	body := `{"lot":"x","amount":100,"token":"t","idempotency_key":"k"}`
+	req, _ := http.NewRequest("POST", f.e.URL()+"/v1/sync/bids", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unsigned forward: %d, want 401", res.StatusCode)
+	}
+
+	// A signed forward with a bad body names the field.
+	other := f.ev.EdgeConfig(t, "edge-2", "")
+	key, enrolment, err := auth.LoadNode(other.Node.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte(`{"lot":"no spaces allowed","amount":100,"token":"","idempotency_key":"k"}`)
+	req, _ = http.NewRequest("POST", f.e.URL()+"/v1/sync/bids", strings.NewReader(string(bad)))
+	req.Header.Set("Content-Type", "application/json")
+	replica.Sign(req, key, enrolment, bad)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p problem
+	json.NewDecoder(res.Body).Decode(&p)
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnprocessableEntity || len(p.Errors) != 2 {
+		t.Fatalf("bad forward: %d %+v, want 422 naming /lot and /token", res.StatusCode, p)
+	}
+}
