@@ -61,7 +61,7 @@ func openCache(cfg config.CacheConfig, log *slog.Logger) (*edgeCache, error) {
 		return nil, fmt.Errorf("edge: cache listen on %s: %w", cfg.Listen, err)
 	}
 	c.srv = &http.Server{
-		Handler:           c.sites,
+		Handler:           edgecache.Admin(st, c.sites.Names(), c.sites),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -164,6 +164,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 			fwd = "request"
 		}
 		resp.Header.Del("Surrogate-Control") // meant for us, not downstream
+		resp.Header.Del("Surrogate-Key")
 		resp.Header.Add("Cache-Status", fmt.Sprintf("%s; fwd=%s; fwd-status=%d", h.name, fwd, resp.StatusCode))
 		if unsafeMethod(st.req.Method) && resp.StatusCode < 400 {
 			h.invalidateAfter(st.req, resp.Header)
@@ -537,7 +538,7 @@ func (h *Handler) servePart(w http.ResponseWriter, r *http.Request, o *object, f
 	}
 	out := w.Header()
 	for k, v := range o.Header {
-		if k == "Content-Length" || k == "Surrogate-Control" || k == "Content-Range" {
+		if k == "Content-Length" || k == "Surrogate-Control" || k == "Surrogate-Key" || k == "Content-Range" {
 			continue
 		}
 		out[k] = append([]string(nil), v...)
@@ -595,7 +596,7 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, status int, hd
 	readAt func([]byte, int64) (int, error), cacheStatus string, age int64) {
 	out := w.Header()
 	for k, v := range hdr {
-		if k == "Content-Length" || k == "Surrogate-Control" {
+		if k == "Content-Length" || k == "Surrogate-Control" || k == "Surrogate-Key" {
 			continue
 		}
 		out[k] = append([]string(nil), v...)

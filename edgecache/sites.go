@@ -29,6 +29,16 @@ func NewSites(sites map[string]*Handler) *Sites {
 	return s
 }
 
+// Names lists the site names (lower case).
+func (s *Sites) Names() []string {
+	var out []string
+	for n := range s.byName {
+		out = append(out, n)
+	}
+	sortStrings(out)
+	return out
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Sites) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := r.Host
