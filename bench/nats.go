@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -48,6 +50,7 @@ type natsStreams struct {
 type natsRig struct {
 	dir      string
 	leafPort int // the hub's leaf-node port, kept across a hub restart
+	link     *countingProxy
 	streams  natsStreams
 
 	hub, edge         *server.Server
@@ -84,7 +87,7 @@ func (r *natsRig) edgeOptions() (*server.Options, error) {
 	if len(o.LeafNode.Remotes) != 1 {
 		return nil, fmt.Errorf("nats edge config: want one leaf-node remote, have %d", len(o.LeafNode.Remotes))
 	}
-	u, err := url.Parse("nats-leaf://127.0.0.1:" + strconv.Itoa(r.leafPort))
+	u, err := url.Parse("nats-leaf://" + r.link.ln.Addr().String())
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +134,10 @@ func newNATSRig(root string) (*natsRig, error) {
 		return nil, fmt.Errorf("nats-streams.json: %w", err)
 	}
 	if r.leafPort, err = freePort(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if r.link, err = newCountingProxy("127.0.0.1:" + strconv.Itoa(r.leafPort)); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -187,20 +194,21 @@ func (r *natsRig) close() {
 		r.edge.Shutdown()
 		r.edge.WaitForShutdown()
 	}
+	r.link.close()
 	os.RemoveAll(r.dir)
 }
 
-// publish writes n messages of size bytes to the edge stream, waiting for
-// every acknowledgement (each one after its fsync). It publishes in windows
-// of natsWindow so the client never stalls on too many outstanding
+// publish writes msgs to the edge stream, waiting for every
+// acknowledgement (each one after its fsync). It publishes in windows of
+// natsWindow so the client never stalls on too many outstanding
 // acknowledgements.
-func (r *natsRig) publish(ctx context.Context, n, size int) error {
-	payload := []byte(pad(size))
+func (r *natsRig) publish(ctx context.Context, msgs [][]byte) error {
+	n := len(msgs)
 	for i := 0; i < n; {
 		w := min(natsWindow, n-i)
 		futures := make([]jetstream.PubAckFuture, 0, w)
 		for k := 0; k < w; k++ {
-			f, err := r.edgeJS.PublishAsync(natsSubject, payload)
+			f, err := r.edgeJS.PublishAsync(natsSubject, msgs[i+k])
 			if err != nil {
 				return fmt.Errorf("nats publish: %w", err)
 			}
@@ -238,18 +246,95 @@ func (r *natsRig) hubMessages(ctx context.Context) (uint64, error) {
 	return info.State.Msgs, nil
 }
 
-// leafInBytes is how many bytes the hub has received over its leaf-node
-// connections since it started.
-func (r *natsRig) leafInBytes() int64 {
-	lz, err := r.hub.Leafz(nil)
+// countingProxy forwards the edge's leaf-node connection to the hub and
+// counts the bytes that cross it from the edge to the hub: the real wire
+// bytes, protocol included (the server's own in_bytes count payloads only).
+type countingProxy struct {
+	ln     net.Listener
+	target string
+	up     atomic.Int64
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+func newCountingProxy(target string) (*countingProxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0
+		return nil, err
 	}
-	var n int64
-	for _, l := range lz.Leafs {
-		n += l.InBytes
+	p := &countingProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+func (p *countingProxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		c.Close()
+		return false
 	}
-	return n
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *countingProxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil { // the hub is down: refuse, as a dead link would
+			in.Close()
+			continue
+		}
+		if !p.track(in) || !p.track(out) {
+			in.Close()
+			out.Close()
+			return
+		}
+		p.wg.Add(2)
+		go p.pipe(out, in, &p.up)
+		go p.pipe(in, out, nil)
+	}
+}
+
+// pipe copies src to dst, counting into n, and closes both when either side
+// ends.
+func (p *countingProxy) pipe(dst, src net.Conn, n *atomic.Int64) {
+	defer p.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		k, err := src.Read(buf)
+		if k > 0 {
+			if n != nil {
+				n.Add(int64(k))
+			}
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	src.Close()
+	dst.Close()
+}
+
+func (p *countingProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+	p.wg.Wait()
 }
 
 // waitFor polls cond until it holds or limit passes.
@@ -270,13 +355,14 @@ func waitFor(limit time.Duration, what string, cond func() (bool, error)) error 
 	}
 }
 
-// natsRun measures the NATS side: (a) catch-up — the edge stream holds n
-// messages of size bytes; with the leaf connection up, the hub stream that
+// natsRun measures the NATS side: (a) catch-up — the edge stream holds the
+// backlog's n messages; with the leaf connection up, the hub stream that
 // sources it is created and the time until it holds all n is measured;
-// (b) restart — the hub is stopped, m more messages are written on the
-// edge, and the time from the hub's restart (store intact) until its stream
-// holds all n+m is measured.
-func natsRun(ctx context.Context, root string, n, m, size int) (catchUp, restart SyncResult, err error) {
+// (b) restart — the hub is stopped, the m messages of more are written on
+// the edge, and the time from the hub's restart (store intact) until its
+// stream holds all n+m is measured.
+func natsRun(ctx context.Context, root string, backlog, more [][]byte) (catchUp, restart SyncResult, err error) {
+	n, m := len(backlog), len(more)
 	r, err := newNATSRig(root)
 	if err != nil {
 		return catchUp, restart, err
@@ -285,11 +371,11 @@ func natsRun(ctx context.Context, root string, n, m, size int) (catchUp, restart
 	if _, err := r.edgeJS.CreateStream(ctx, r.streams.Edge); err != nil {
 		return catchUp, restart, fmt.Errorf("nats edge stream: %w", err)
 	}
-	if err := r.publish(ctx, n, size); err != nil {
+	if err := r.publish(ctx, backlog); err != nil {
 		return catchUp, restart, err
 	}
-	encoded := int64(n) * int64(size)
-	inBefore := r.leafInBytes()
+	encoded := totalSize(backlog)
+	upBefore := r.link.up.Load()
 	start := time.Now()
 	if _, err := r.hubJS.CreateStream(ctx, r.streams.Hub); err != nil {
 		return catchUp, restart, fmt.Errorf("nats hub stream: %w", err)
@@ -302,24 +388,30 @@ func natsRun(ctx context.Context, root string, n, m, size int) (catchUp, restart
 	}
 	secs := time.Since(start).Seconds()
 	catchUp = SyncResult{Bench: "sync.catch_up", System: "nats", Entries: n, Seconds: round(secs),
-		PerSecond: round(float64(n) / secs), WireBytes: r.leafInBytes() - inBefore, EncodedBytes: encoded, Note: noteCatchUp}
+		PerSecond: round(float64(n) / secs), WireBytes: r.link.up.Load() - upBefore, EncodedBytes: encoded, Note: noteCatchUp}
 	catchUp.WireOverEncoded = round(float64(catchUp.WireBytes) / float64(encoded))
 
 	r.stopHub()
-	if err := r.publish(ctx, m, size); err != nil {
+	if err := r.publish(ctx, more); err != nil {
 		return catchUp, restart, err
 	}
 	start = time.Now()
 	if err := r.startHub(); err != nil {
 		return catchUp, restart, err
 	}
+	var recovering error
 	if err := waitFor(5*time.Minute, fmt.Sprintf("nats catch-up after the hub restarted (%d+%d messages)", n, m), func() (bool, error) {
 		got, err := r.hubMessages(ctx)
-		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return false, nil // the restarted hub is still recovering its streams
+		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			recovering = err // the restarted hub is still recovering its streams
+			return false, nil
 		}
 		return got >= uint64(n+m), err
 	}); err != nil {
+		if recovering != nil {
+			err = fmt.Errorf("%w (last: %v)", err, recovering)
+		}
 		return catchUp, restart, err
 	}
 	secs = time.Since(start).Seconds()

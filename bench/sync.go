@@ -78,8 +78,9 @@ type SyncRatio struct {
 	Bench string `json:"bench"`
 	Stat  string `json:"stat"` // "ratio canopy/nats"
 	// Seconds below 1 and PerSecond above 1 mean Canopy was faster.
-	Seconds   float64 `json:"seconds"`
-	PerSecond float64 `json:"per_second,omitempty"`
+	Seconds         float64 `json:"seconds"`
+	PerSecond       float64 `json:"per_second,omitempty"`
+	WireOverEncoded float64 `json:"wire_over_encoded,omitempty"`
 }
 
 // What each bench measures, printed with its results.
@@ -96,8 +97,9 @@ const (
 // RunSync compares catch-up between Canopy and NATS JetStream, alternating
 // rounds (Canopy, NATS, Canopy, NATS, …): a backlog of o.Entries entries
 // pulled by a receiver that lacks them, and catch-up after the receiver
-// restarts with o.Restart entries written meanwhile. NATS gets messages of
-// the same number and size as Canopy's encoded entries, with the hub stream
+// restarts with o.Restart entries written meanwhile. NATS carries the very
+// entries of the Canopy run before it as its messages (same number, sizes
+// and bytes, so leaf-node compression sees the same data), with the hub stream
 // sourcing the edge stream over a leaf-node connection (configuration in
 // testdata/). It also measures Canopy's convergence after a heal for each
 // backlog in o.Heal. It prints every run, then medians and ratios, as JSON
@@ -114,14 +116,14 @@ func RunSync(ctx context.Context, w io.Writer, o SyncOptions) error {
 		enc.Encode(r)
 	}
 	for round := 1; round <= o.Rounds; round++ {
-		cc, cr, size, err := canopyRun(ctx, o.Dir, o.Entries, o.Restart)
+		cc, cr, backlog, more, err := canopyRun(ctx, o.Dir, o.Entries, o.Restart)
 		if err != nil {
 			return fmt.Errorf("canopy round %d: %w", round, err)
 		}
 		cc.Round, cr.Round = round, round
 		emit(cc)
 		emit(cr)
-		nc, nr, err := natsRun(ctx, o.Dir, o.Entries, o.Restart, size)
+		nc, nr, err := natsRun(ctx, o.Dir, backlog, more)
 		if err != nil {
 			return fmt.Errorf("nats round %d: %w", round, err)
 		}
@@ -129,7 +131,7 @@ func RunSync(ctx context.Context, w io.Writer, o SyncOptions) error {
 		emit(nc)
 		emit(nr)
 		for _, k := range o.Heal {
-			h, _, _, err := canopyRun(ctx, o.Dir, k, 0)
+			h, _, _, _, err := canopyRun(ctx, o.Dir, k, 0)
 			if err != nil {
 				return fmt.Errorf("canopy heal round %d: %w", round, err)
 			}
@@ -154,6 +156,7 @@ func RunSync(ctx context.Context, w io.Writer, o SyncOptions) error {
 		r := SyncRatio{Bench: b, Stat: "ratio canopy/nats", Seconds: ratio(c.Seconds, n.Seconds)}
 		if b == "sync.catch_up" {
 			r.PerSecond = ratio(c.PerSecond, n.PerSecond)
+			r.WireOverEncoded = ratio(c.WireOverEncoded, n.WireOverEncoded)
 		}
 		enc.Encode(r)
 	}
@@ -196,30 +199,38 @@ func median(all []SyncResult, bench, system string) SyncResult {
 }
 
 // appendBacklog appends n entries to e's log in parallel waves and returns
-// their encoded size in bytes.
-func appendBacklog(ctx context.Context, e *Edge, from, n int) (int64, error) {
-	var encoded atomic.Int64
+// their encodings, in the order they were asked for.
+func appendBacklog(ctx context.Context, e *Edge, from, n int) ([][]byte, error) {
+	encoded := make([][]byte, n)
 	body := []byte(`{"note":"` + pad(150) + `"}`)
 	for i := 0; i < n; {
 		wave := min(256, n-i)
 		errs := make(chan error, wave)
 		for k := 0; k < wave; k++ {
-			go func(k int) {
-				en, err := e.Journal.Append(ctx, "bench.note/v1", fmt.Sprintf("n%d", from+i+k), body)
+			go func(j int) {
+				en, err := e.Journal.Append(ctx, "bench.note/v1", fmt.Sprintf("n%d", from+j), body)
 				if err == nil {
-					encoded.Add(int64(len(en.Encode())))
+					encoded[j] = en.Encode()
 				}
 				errs <- err
-			}(k)
+			}(i + k)
 		}
 		for k := 0; k < wave; k++ {
 			if err := <-errs; err != nil {
-				return 0, err
+				return nil, err
 			}
 		}
 		i += wave
 	}
-	return encoded.Load(), nil
+	return encoded, nil
+}
+
+func totalSize(bs [][]byte) int64 {
+	var n int64
+	for _, b := range bs {
+		n += int64(len(b))
+	}
+	return n
 }
 
 // equalVectors waits until a and b hold the same entries of every author.
@@ -242,30 +253,31 @@ func equalVectors(ctx context.Context, a, b *edge.Edge, what string) error {
 // until their vectors are equal; (b) if m > 0, restart — B is closed, A
 // writes m more entries, and B is opened again on its intact store with A as
 // a configured peer, timed from the open until the vectors are equal again.
-// It also returns the mean encoded size of an entry.
-func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart SyncResult, size int, err error) {
+// It also returns the encoded entries of A's backlog and of the entries
+// written during the restart, in order.
+func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart SyncResult, backlog, more [][]byte, err error) {
 	dir, err := os.MkdirTemp(root, "canopy-bench-sync-")
 	if err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	defer os.RemoveAll(dir)
 	a, err := StartEdge(ctx, filepath.Join(dir, "a"), "bench-sync")
 	if err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	defer a.Close(context.Background())
-	encoded, err := appendBacklog(ctx, a, 0, n)
+	backlog, err = appendBacklog(ctx, a, 0, n)
 	if err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	// The second edge of the same event, a peer of the first.
 	bDir := filepath.Join(dir, "b")
 	nk, enr, err := auth.EnrollNode(a.EventKey, a.Event, "bench-b", auth.NodeEdge, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour))
 	if err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	if err := auth.WriteNode(filepath.Join(bDir, "node"), nk, enr); err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	cfg := config.Default()
 	cfg.Node.Dir = filepath.Join(bDir, "data")
@@ -274,7 +286,7 @@ func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart Syn
 	cfg.Node.Listen = "127.0.0.1:0"
 	b, err := edge.Open(ctx, cfg, nil)
 	if err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	closeB := func() error {
 		if b == nil {
@@ -289,34 +301,33 @@ func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart Syn
 	start := time.Now()
 	b.AddPeer([]string{a.URL()}, &http.Client{Transport: counter})
 	if err := equalVectors(ctx, a.Edge, b, fmt.Sprintf("canopy catch-up of %d entries", n)); err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	secs := time.Since(start).Seconds()
 	catchUp = SyncResult{Bench: "sync.catch_up", System: "canopy", Entries: n, Seconds: round(secs),
-		PerSecond: round(float64(n) / secs), WireBytes: counter.n.Load(), EncodedBytes: encoded}
-	catchUp.WireOverEncoded = round(float64(catchUp.WireBytes) / float64(encoded))
-	size = int((encoded + int64(n)/2) / int64(n))
+		PerSecond: round(float64(n) / secs), WireBytes: counter.n.Load(), EncodedBytes: totalSize(backlog)}
+	catchUp.WireOverEncoded = round(float64(catchUp.WireBytes) / float64(catchUp.EncodedBytes))
 	if m <= 0 {
 		catchUp.Note = noteHeal
-		return catchUp, restart, size, nil
+		return catchUp, restart, backlog, nil, nil
 	}
 	catchUp.Note = noteCatchUp
 
 	if err := closeB(); err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
-	if _, err := appendBacklog(ctx, a, n, m); err != nil {
-		return catchUp, restart, 0, err
+	if more, err = appendBacklog(ctx, a, n, m); err != nil {
+		return catchUp, restart, nil, nil, err
 	}
 	cfg.Sync.Peers = []string{a.URL()}
 	start = time.Now()
 	if b, err = edge.Open(ctx, cfg, nil); err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	if err := equalVectors(ctx, a.Edge, b, fmt.Sprintf("canopy catch-up after a restart (%d+%d entries)", n, m)); err != nil {
-		return catchUp, restart, 0, err
+		return catchUp, restart, nil, nil, err
 	}
 	secs = time.Since(start).Seconds()
 	restart = SyncResult{Bench: "sync.restart", System: "canopy", Entries: m, Backlog: n + m, Seconds: round(secs), Note: noteRestart}
-	return catchUp, restart, size, nil
+	return catchUp, restart, backlog, more, nil
 }
