@@ -251,8 +251,9 @@ func (p *Peer) pullLoop(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	added, err := p.Node.ingestStream(ctx, rd, url)
-	p.note(func(s *PeerStatus) { s.Received += added })
+	_, err = p.Node.ingestStream(ctx, rd, url, func(k int) {
+		p.note(func(s *PeerStatus) { s.Received += k })
+	})
 	if err == nil {
 		err = fmt.Errorf("stream from %s ended", url)
 	}

@@ -319,7 +319,7 @@ func (n *Node) push(w http.ResponseWriter, r *http.Request) error {
 		}
 		return api.NewProblem(api.TypeSyncMalformed, "%v", err)
 	}
-	added, refused := n.ingestStream(r.Context(), rd, "node:"+peer.Node.String())
+	added, refused := n.ingestStream(r.Context(), rd, "node:"+peer.Node.String(), nil)
 	if refused != nil {
 		n.Logger.Warn("sync: refused part of a push", "peer", peer.Node.String(), "err", refused)
 	}
@@ -375,8 +375,9 @@ const chunk = 1024
 // refused. Reading and verifying the next chunk overlaps with storing the
 // previous one. It returns how many were stored and why it stopped early,
 // if it did; the entries before a refused one are stored. peer labels the
-// metrics.
-func (n *Node) ingestStream(ctx context.Context, rd *reader, peer string) (int, error) {
+// metrics; onStored, if not nil, is told how many were stored after each
+// chunk.
+func (n *Node) ingestStream(ctx context.Context, rd *reader, peer string, onStored func(int)) (int, error) {
 	type job struct {
 		stored []store.Stored
 		cps    []cpFrame     // checkpoints to take once stored is
@@ -392,6 +393,9 @@ func (n *Node) ingestStream(ctx context.Context, rd *reader, peer string) (int, 
 			if ingestErr == nil && len(j.stored) > 0 {
 				k, err := n.ingest(ctx, j.stored, peer)
 				added += k
+				if onStored != nil && k > 0 {
+					onStored(k)
+				}
 				ingestErr = err
 			}
 			ingestErr = n.afterIngest(ctx, j.stored, j.cps, ingestErr)
