@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"canopy/config"
 	"canopy/edgecache"
 )
@@ -22,9 +24,9 @@ type edgeCache struct {
 	done  chan error
 }
 
-// openCache opens the cache's store and sites and starts serving them.
-// It returns nil when the cache is off.
-func openCache(cfg config.CacheConfig, log *slog.Logger) (*edgeCache, error) {
+// openCache opens the cache's store and sites and starts serving them,
+// with its metrics on reg. It returns nil when the cache is off.
+func openCache(cfg config.CacheConfig, log *slog.Logger, reg prometheus.Registerer) (*edgeCache, error) {
 	if cfg.Listen == "" {
 		return nil, nil
 	}
@@ -32,6 +34,7 @@ func openCache(cfg config.CacheConfig, log *slog.Logger) (*edgeCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	metrics := edgecache.NewMetrics(reg, st)
 	handlers := map[string]*edgecache.Handler{}
 	for _, s := range cfg.Site {
 		var origins []*url.URL
@@ -48,7 +51,7 @@ func openCache(cfg config.CacheConfig, log *slog.Logger) (*edgeCache, error) {
 		}
 		h, err := edgecache.New(edgecache.Config{
 			Name: s.Name, Origins: origins, Store: st, TTL: ttl,
-			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout.Duration, Logger: log,
+			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout.Duration, Logger: log, Metrics: metrics,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("edge: cache site %q: %w", s.Name, err)

@@ -180,7 +180,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	if e.images, err = openImages(cfg.Images, log, reg); err != nil {
 		return nil, err
 	}
-	if e.cache, err = openCache(cfg.Cache, log); err != nil {
+	if e.cache, err = openCache(cfg.Cache, log, reg); err != nil {
 		return nil, err
 	}
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)

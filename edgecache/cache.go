@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -47,6 +48,8 @@ type Config struct {
 	FailBackoff time.Duration
 	TTL         []TTLRule
 	Logger      *slog.Logger
+	// Metrics records the site's traffic (default: unregistered).
+	Metrics *Metrics
 }
 
 // Handler is one site's caching reverse proxy.
@@ -60,6 +63,7 @@ type Handler struct {
 	group singleflight.Group
 	bg    sync.WaitGroup
 	log   *slog.Logger
+	m     *Metrics
 
 	upstreamRequests atomic.Int64
 }
@@ -100,8 +104,12 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, name: cfg.Name, store: cfg.Store, now: cfg.Now, log: cfg.Logger}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil, nil)
+	}
+	h := &Handler{cfg: cfg, name: cfg.Name, store: cfg.Store, now: cfg.Now, log: cfg.Logger, m: cfg.Metrics}
 	h.up = &failover{
+		failovers: cfg.Metrics.failovers.WithLabelValues(cfg.Name),
 		origins:   cfg.Origins,
 		downUntil: make([]time.Time, len(cfg.Origins)),
 		now:       cfg.Now,
@@ -228,6 +236,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodHead:
 		if o := h.lookup(r); o != nil && o.Status != http.StatusPartialContent {
 			if d := h.decide(o, r); d.use {
+				h.countUse(d)
 				h.serveObject(w, r, o, d.status)
 				return
 			}
@@ -240,8 +249,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), ctxKey{}, &passState{req: r})
-	h.proxy.ServeHTTP(w, r.WithContext(ctx))
+	h.proxy.ServeHTTP(&countingWriter{ResponseWriter: w, c: h.m.bytes.WithLabelValues(h.name, "upstream")}, r.WithContext(ctx))
 }
+
+// countingWriter counts the body bytes of a passed-through response.
+type countingWriter struct {
+	http.ResponseWriter
+	c prometheus.Counter
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.ResponseWriter.Write(p)
+	cw.c.Add(float64(n))
+	return n, err
+}
+
+// Unwrap gives http.ResponseController (flushing) the real writer.
+func (cw *countingWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
 
 // lookup returns the newest stored variant the request selects.
 func (h *Handler) lookup(r *http.Request) *object {
@@ -259,6 +283,7 @@ type decision struct {
 	background  bool   // ...and revalidate in the background
 	status      string // Cache-Status parameters when used
 	mayStaleErr bool   // it may be served if the origin fails
+	stale       string // why a stale response is used ("" when fresh)
 }
 
 func (h *Handler) decide(o *object, r *http.Request) decision {
@@ -300,13 +325,13 @@ func (h *Handler) decide(o *object, r *http.Request) decision {
 	if reqCC.Has("max-stale") {
 		ms, ok := reqCC.Seconds("max-stale")
 		if !ok && reqCC["max-stale"] == "" || ok && staleness <= ms {
-			d.use = true
+			d.use, d.stale = true, "max-stale"
 			d.status = fmt.Sprintf("hit; ttl=%d; detail=max-stale", int64(ttl/time.Second))
 			return d
 		}
 	}
 	if swr, ok := respCC.Seconds("stale-while-revalidate"); ok && staleness <= swr && !reqCC.Has("max-age") && !reqCC.Has("min-fresh") {
-		d.use, d.background = true, true
+		d.use, d.background, d.stale = true, true, "stale-while-revalidate"
 		d.status = fmt.Sprintf("hit; ttl=%d; fwd=stale; detail=stale-while-revalidate", int64(ttl/time.Second))
 	}
 	return d
@@ -333,6 +358,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	if stored != nil {
 		d = h.decide(stored, r)
 		if d.use {
+			h.countUse(d)
 			if d.background {
 				h.revalidateBackground(r, stored)
 			}
@@ -356,7 +382,11 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 		h.pass(w, r)
 		return
 	}
+	h.m.misses.WithLabelValues(h.name).Inc()
 	f, collapsed, ref := h.coalescedFill(r, stored, !reqCC.Has("no-store"))
+	if collapsed {
+		h.m.coalesced.WithLabelValues(h.name).Inc()
+	}
 	if ref {
 		defer f.release()
 	}
@@ -370,6 +400,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case f.err != nil:
 		if stored != nil && d.mayStaleErr {
+			h.m.stale.WithLabelValues(h.name, "stale-if-error").Inc()
 			h.serveObject(w, r, stored, fmt.Sprintf("hit; fwd=%s; detail=stale-if-error", fwd))
 			return
 		}
@@ -382,6 +413,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	case f.validated != nil:
 		h.serveObject(w, r, f.validated, fmt.Sprintf("fwd=%s; fwd-status=304%s", fwd, extra))
 	case f.status >= 500 && stored != nil && d.mayStaleErr:
+		h.m.stale.WithLabelValues(h.name, "stale-if-error").Inc()
 		h.serveObject(w, r, stored, fmt.Sprintf("hit; fwd=%s; fwd-status=%d; detail=stale-if-error", fwd, f.status))
 	case !f.shareable && !f.claimed.CompareAndSwap(false, true):
 		h.pass(w, r) // not ours to share: fetch our own
@@ -393,6 +425,15 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 			stored = "; stored"
 		}
 		h.serveFill(w, r, f, ref, fmt.Sprintf("fwd=%s; fwd-status=%d%s%s", fwd, f.status, stored, extra))
+	}
+}
+
+// countUse counts a stored response used without the origin.
+func (h *Handler) countUse(d decision) {
+	if d.stale != "" {
+		h.m.stale.WithLabelValues(h.name, d.stale).Inc()
+	} else {
+		h.m.hits.WithLabelValues(h.name).Inc()
 	}
 }
 
@@ -499,7 +540,7 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, o *object,
 		h.servePart(w, r, o, file, status, age)
 		return
 	}
-	h.respond(w, r, o.Status, o.Header, o.Size, file.ReadAt, status, age)
+	h.respond(w, r, o.Status, o.Header, o.Size, file.ReadAt, status, age, "cache")
 }
 
 // partialCovers reports whether a stored partial response can answer the
@@ -551,7 +592,8 @@ func (h *Handler) servePart(w http.ResponseWriter, r *http.Request, o *object, f
 	out.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", want.Start, want.Start+want.Length-1, total))
 	out.Set("Content-Length", strconv.FormatInt(want.Length, 10))
 	w.WriteHeader(http.StatusPartialContent)
-	io.Copy(w, io.NewSectionReader(file, want.Start-part.Start, want.Length))
+	n, _ := io.Copy(w, io.NewSectionReader(file, want.Start-part.Start, want.Length))
+	h.m.bytes.WithLabelValues(h.name, "cache").Add(float64(n))
 }
 
 // serveFill streams a fill's response as it arrives.
@@ -580,7 +622,7 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, has
 		}
 	}
 	readAt := func(p []byte, off int64) (int, error) { return f.readAt(r.Context(), p, off) }
-	h.respond(w, r, f.status, f.header, size, readAt, status, -1)
+	h.respond(w, r, f.status, f.header, size, readAt, status, -1, "upstream")
 	if f.shareable {
 		// Hold the response's end until the object is committed, so the
 		// client's next request is a hit.
@@ -593,7 +635,8 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, has
 // respond writes a response (from the store or a fill), answering the
 // client's own conditional and range requests.
 func (h *Handler) respond(w http.ResponseWriter, r *http.Request, status int, hdr http.Header, size int64,
-	readAt func([]byte, int64) (int, error), cacheStatus string, age int64) {
+	readAt func([]byte, int64) (int, error), cacheStatus string, age int64, source string) {
+	sent := h.m.bytes.WithLabelValues(h.name, source)
 	out := w.Header()
 	for k, v := range hdr {
 		if k == "Content-Length" || k == "Surrogate-Control" || k == "Surrogate-Key" {
@@ -652,6 +695,7 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, status int, hd
 			if _, werr := w.Write(p[:n]); werr != nil {
 				return
 			}
+			sent.Add(float64(n))
 			off += int64(n)
 		}
 		if err == io.EOF && end < 0 {
@@ -719,6 +763,7 @@ type failover struct {
 	now       func() time.Time
 	backoff   time.Duration
 	count     *atomic.Int64
+	failovers prometheus.Counter
 	mu        sync.Mutex
 	downUntil []time.Time
 }
@@ -765,6 +810,7 @@ func (fo *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 				if !last && retryable {
 					resp.Body.Close()
 					fo.mark(i, true)
+					fo.failovers.Inc()
 					continue
 				}
 			default:
@@ -777,9 +823,10 @@ func (fo *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		fo.mark(i, true)
-		if !retryable {
+		if !retryable || last {
 			break
 		}
+		fo.failovers.Inc()
 	}
 	return nil, lastErr
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // origin is a test origin counting its requests.
@@ -260,6 +262,13 @@ func TestCoalescing(t *testing.T) {
 	}
 	if o.hits.Load() != 1 {
 		t.Fatalf("origin hits %d, want 1", o.hits.Load())
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h.m.hits, h.m.misses, h.m.coalesced)
+	m := gatherValues(t, reg)
+	hits, misses, coalesced := m["canopy_edgecache_hits_total"], m["canopy_edgecache_misses_total"], m["canopy_edgecache_coalesced_total"]
+	if hits+misses != n || misses-coalesced != 1 {
+		t.Fatalf("metrics: %v hits, %v misses, %v coalesced; want hits+misses = %d and one uncoalesced miss", hits, misses, coalesced, n)
 	}
 }
 

@@ -1,0 +1,68 @@
+package edgecache
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the edge cache's Prometheus metrics, shared by its sites
+// (labelled by site).
+type Metrics struct {
+	hits      *prometheus.CounterVec // fresh responses served from the store
+	misses    *prometheus.CounterVec // requests that went to an origin for a cacheable GET
+	stale     *prometheus.CounterVec // stale responses served, by reason
+	coalesced *prometheus.CounterVec // requests that joined another's origin fetch
+	bytes     *prometheus.CounterVec // body bytes sent to clients, by source (cache, upstream)
+	failovers *prometheus.CounterVec // moves from a failed origin to the next
+}
+
+// NewMetrics creates the metrics and registers them, with the store's
+// size, object count and evictions, on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer, st *Store) *Metrics {
+	m := &Metrics{
+		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_edgecache_hits_total",
+			Help: "Requests answered with a fresh stored response.",
+		}, []string{"site"}),
+		misses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_edgecache_misses_total",
+			Help: "GET requests that went to an origin (not stored, stale, or not reusable).",
+		}, []string{"site"}),
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_edgecache_stale_served_total",
+			Help: "Stale stored responses served, by reason (stale-while-revalidate, stale-if-error, max-stale).",
+		}, []string{"site", "reason"}),
+		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_edgecache_coalesced_total",
+			Help: "Requests that joined another request's origin fetch instead of making their own.",
+		}, []string{"site"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_edgecache_bytes_total",
+			Help: "Body bytes sent to clients, by source: cache (the store) or upstream (an origin fetch, streamed).",
+		}, []string{"site", "source"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_edgecache_upstream_failovers_total",
+			Help: "Times a request moved on from a failed origin (error, timeout, 502/503/504) to the next.",
+		}, []string{"site"}),
+	}
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.hits, m.misses, m.stale, m.coalesced, m.bytes, m.failovers)
+	if st != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "canopy_edgecache_store_bytes",
+				Help: "Bytes of response bodies in the store.",
+			}, func() float64 { n, _ := st.Size(); return float64(n) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "canopy_edgecache_store_objects",
+				Help: "Responses in the store.",
+			}, func() float64 { return float64(st.Len()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "canopy_edgecache_store_evictions_total",
+				Help: "Responses evicted to keep the store within its size budget.",
+			}, func() float64 { _, n := st.Size(); return float64(n) }),
+		)
+	}
+	return m
+}
