@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -76,7 +77,14 @@ func TestPushRefusesTamperedEntries(t *testing.T) {
 		if got := pr.Vector[a.Journal.Node()]; got != 2 {
 			t.Fatalf("tampered %s: receiver holds %d of the author's entries, want the 2 before the tampered one", where, got)
 		}
+		if pr.RefusedReason != replica.RefusedSignature {
+			t.Fatalf("tampered %s: refused_reason %q, want %q", where, pr.RefusedReason, replica.RefusedSignature)
+		}
 		t.Logf("tampered %s: refused: %s", where, pr.Refused)
+	}
+	labels := fmt.Sprintf("peer=%q,reason=%q,side=%q", "node:"+a.Journal.Node().String(), replica.RefusedSignature, "received")
+	if n, _ := scrape(t, b, "canopy_sync_refused_entries_total", labels); n != 2 {
+		t.Fatalf("B counted %v refusals {%s}, want 2", n, labels)
 	}
 	// Unauthenticated: no credentials.
 	resp, err := http.Post(b.URL()+"/v1/sync/push", replica.ContentType, bytes.NewReader(nil))
