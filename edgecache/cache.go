@@ -351,8 +351,15 @@ func (h *Handler) lifetime(o *object) time.Duration {
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	reqCC := requestDirectives(r.Header)
 	stored := h.lookup(r)
+	var prefix *object
 	if stored != nil && stored.Status == http.StatusPartialContent && !partialCovers(stored, r) {
-		stored = nil // a stored part that cannot answer this request: a miss
+		// A stored part that cannot answer this request: a miss, which
+		// asks only for the rest when the part is the start of it.
+		if part, _, ok := parseContentRange(stored.Header.Get("Content-Range")); ok && part.Start == 0 &&
+			r.Header.Get("Range") == "" && h.decide(stored, r).use {
+			prefix = stored
+		}
+		stored = nil
 	}
 	var d decision
 	if stored != nil {
@@ -383,7 +390,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.m.misses.WithLabelValues(h.name).Inc()
-	f, collapsed, ref := h.coalescedFill(r, stored, !reqCC.Has("no-store"))
+	f, collapsed, ref := h.coalescedFill(r, stored, prefix, !reqCC.Has("no-store"))
 	if collapsed {
 		h.m.coalesced.WithLabelValues(h.name).Inc()
 	}
@@ -398,6 +405,8 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 		extra = "; collapsed"
 	}
 	switch {
+	case f.uncombined:
+		h.pass(w, r) // the rest of a stored part came back unusable
 	case f.err != nil:
 		if stored != nil && d.mayStaleErr {
 			h.m.stale.WithLabelValues(h.name, "stale-if-error").Inc()
@@ -441,12 +450,12 @@ func (h *Handler) countUse(d decision) {
 // Vary-aware key. It returns once the fill exists; collapsed is true when
 // another request started it. The request that started it holds a
 // reference on the fill's body (ref), which it must release.
-func (h *Handler) coalescedFill(r *http.Request, validate *object, mayStore bool) (f *fill, collapsed, ref bool) {
+func (h *Handler) coalescedFill(r *http.Request, validate, prefix *object, mayStore bool) (f *fill, collapsed, ref bool) {
 	key := h.flightKey(r, mayStore)
 	mine := false
 	v, _, _ := h.group.Do(key, func() (any, error) {
 		mine = true
-		f := h.startFill(r, validate, mayStore, true)
+		f := h.startFill(r, validate, prefix, mayStore, true)
 		// Later requests join this fill until its headers are in.
 		<-f.ready
 		return f, nil
@@ -480,7 +489,7 @@ func (h *Handler) revalidateBackground(r *http.Request, stored *object) {
 	go func() {
 		defer h.bg.Done()
 		h.group.Do(key, func() (any, error) {
-			f := h.startFill(r, stored, true, false)
+			f := h.startFill(r, stored, nil, true, false)
 			<-f.ready
 			f.drain()
 			return nil, nil
@@ -495,7 +504,7 @@ var conditionalHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Matc
 // startFill starts fetching r's target from the origins in the
 // background. With validate set, the request is conditional on it.
 // With reader set the caller holds a reference on the body.
-func (h *Handler) startFill(r *http.Request, validate *object, mayStore, reader bool) *fill {
+func (h *Handler) startFill(r *http.Request, validate, prefix *object, mayStore, reader bool) *fill {
 	f := newFill(h, r, validate, mayStore)
 	if reader {
 		f.refs++
@@ -514,7 +523,19 @@ func (h *Handler) startFill(r *http.Request, validate *object, mayStore, reader 
 			out.Header.Set("If-Modified-Since", lm)
 		}
 	}
+	if prefix != nil {
+		// Ask for the rest of a stored part (RFC 9111 §3.4), conditional
+		// on its strong validator when it has one.
+		part, _, _ := parseContentRange(prefix.Header.Get("Content-Range"))
+		out.Header.Set("Range", fmt.Sprintf("bytes=%d-", part.Length))
+		if et := prefix.Header.Get("ETag"); strings.HasPrefix(et, `"`) {
+			out.Header.Set("If-Range", et)
+		}
+		f.prefix = prefix
+	}
 	f.reqHeader = out.Header.Clone()
+	f.reqHeader.Del("Range")
+	f.reqHeader.Del("If-Range")
 	f.reqTime = h.now()
 	h.bg.Add(1)
 	go func() {

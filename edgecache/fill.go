@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ type fill struct {
 	h        *Handler
 	url      string
 	validate *object
+	prefix   *object // a stored part whose rest this fill asked for
 	mayStore bool
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -35,7 +37,10 @@ type fill struct {
 	validated *object
 	obj       *object
 	shareable bool
-	claimed   atomic.Bool
+	// uncombined: the origin answered the request for the rest of a
+	// stored part with a 206 that cannot be joined to it.
+	uncombined bool
+	claimed    atomic.Bool
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every write and at the end
@@ -94,6 +99,26 @@ func (f *fill) start(code int, hdr http.Header) {
 		f.markReady()
 		return
 	}
+	var head *os.File // the stored part to put before the rest
+	if f.prefix != nil && code == http.StatusPartialContent {
+		if !combinable(f.prefix.Header, hdr) {
+			f.uncombined = true
+			f.markReady()
+			return
+		}
+		if src, err := f.h.store.open(f.prefix); err == nil {
+			head = src
+			defer src.Close()
+			_, total, _ := parseContentRange(hdr.Get("Content-Range"))
+			hdr.Del("Content-Range")
+			hdr.Set("Content-Length", strconv.FormatInt(total, 10))
+			code = http.StatusOK
+		} else {
+			f.uncombined = true // the part was evicted meanwhile
+			f.markReady()
+			return
+		}
+	}
 	f.status, f.header = code, hdr
 	o := &object{URL: f.url, Status: code, Header: hdr, RequestTime: f.reqTime, ResponseTime: now,
 		InitialAge: initialAge(hdr, f.reqTime, now), Vary: map[string]string{}}
@@ -113,7 +138,27 @@ func (f *fill) start(code int, hdr http.Header) {
 		file = nil
 	}
 	f.file = file
+	if head != nil && file != nil {
+		n, err := io.Copy(file, head)
+		f.written = n
+		if err != nil {
+			f.diskErr = err
+			f.h.store.writeFailed(now)
+		}
+	}
 	f.markReady()
+}
+
+// combinable reports whether a 206 answering a request for the rest of a
+// stored part (which starts at 0) completes it: it starts where the part
+// ends, runs to the end, has the same complete length, and both carry the
+// same strong ETag (RFC 9111 §3.4).
+func combinable(stored, rest http.Header) bool {
+	part, total, ok1 := parseContentRange(stored.Get("Content-Range"))
+	r, rtotal, ok2 := parseContentRange(rest.Get("Content-Range"))
+	et := stored.Get("ETag")
+	return ok1 && ok2 && total == rtotal && r.Start == part.Start+part.Length && r.Start+r.Length == total &&
+		strings.HasPrefix(et, `"`) && rest.Get("ETag") == et
 }
 
 func variantKey(o *object) string {
