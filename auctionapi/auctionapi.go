@@ -56,6 +56,9 @@ type Deps struct {
 	ForwardTimeout time.Duration // 0: DefaultForwardTimeout
 	HTTP           *http.Client  // nil: a client of its own
 	Logger         *slog.Logger  // nil: discard
+	// Stopping, when closed, ends every event stream (the daemon closes it
+	// as it shuts down, since http.Server.Shutdown waits for open streams).
+	Stopping <-chan struct{}
 }
 
 // Defaults for zero Deps fields.

@@ -309,6 +309,8 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-r.Context().Done():
 			return nil
+		case <-h.deps.Stopping:
+			return nil
 		case <-sub.dropped:
 			return nil // too slow: the client resumes with Last-Event-ID
 		case m := <-sub.ch:

@@ -31,6 +31,7 @@ func seedConflicts(t *testing.T, e *edge.Edge) {
 	for _, door := range []string{"north", "south"} {
 		put(checkin.KindScanned, checkin.TicketKey("t-1"), checkin.Scan{Ticket: "t-1", Type: "GA", Door: door, Direction: checkin.In, Device: "door-" + door, Accepted: true})
 	}
+	put(pos.KindSKUSet, "sku:tea", pos.SKU{SKU: "tea", Vendor: "tea", Name: "Tea", Price: 300, TrackStock: true, Active: true})
 	lines, totals, err := pos.PriceLines([]pos.Line{{SKU: "tea", Name: "Tea", Qty: 2, UnitPrice: 300}}, 0, 0)
 	if err != nil {
 		t.Fatal(err)

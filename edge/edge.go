@@ -77,6 +77,8 @@ type Edge struct {
 	stopPeers     context.CancelFunc
 	peersDone     sync.WaitGroup
 	stopOnce      sync.Once
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 // Open validates cfg, opens everything and starts serving. The caller must
@@ -116,7 +118,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	if err != nil {
 		return nil, fmt.Errorf("edge: open store: %w", err)
 	}
-	e := &Edge{Config: cfg, Event: ev, Enrolment: enr, Store: st, log: log, done: make(chan error, 1)}
+	e := &Edge{Config: cfg, Event: ev, Enrolment: enr, Store: st, log: log, done: make(chan error, 1), stopping: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -169,11 +171,10 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	auctions, err := auctionapi.Mount(e.API, auctionapi.Deps{Event: ev, Node: enr.Node, Views: st, Clock: clock,
 		// Bids for another edge's lot go to it, at the URL its vector came from.
 		HomeURL: func(n ledger.NodeID) (string, bool) { return e.Sync.PeerURL(n) },
-		Key:     key, Enrolment: token, Logger: log})
+		Key:     key, Enrolment: token, Logger: log, Stopping: e.stopping})
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	e.stopping = make(chan struct{})
 	e.Sync = &replica.Node{Event: ev, Journal: e.Journal, Store: st, Clock: clock, Logger: log, Stopping: e.stopping,
 		Registerer: reg, OnIngest: auctions.Ingested}
 	replica.Register(e.API, e.Sync)
@@ -248,6 +249,11 @@ func (e *Edge) ready(ctx context.Context) error {
 // Close stops accepting requests, lets requests in flight finish (until ctx
 // ends), closes the journal (a final checkpoint) and the store.
 func (e *Edge) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() { e.closeErr = e.close(ctx) })
+	return e.closeErr
+}
+
+func (e *Edge) close(ctx context.Context) error {
 	var errs []error
 	if e.stopPeers != nil {
 		e.stopPeers()

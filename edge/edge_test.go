@@ -244,3 +244,35 @@ func TestEdgeFullDisk(t *testing.T) {
 		t.Fatalf("head seq %d, want %d (enrolment + acknowledged + one after)", head, want)
 	}
 }
+
+// TestEdgeClosesWithOpenStreams: an open lot event stream does not hold up
+// shutdown, and Close may be called twice.
+func TestEdgeClosesWithOpenStreams(t *testing.T) {
+	ev := testutil.NewEvent(t, "close-market")
+	e, err := edge.Open(context.Background(), ev.EdgeConfig(t, "edge-1", ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auctioneer := ev.ValidToken(t, auth.RoleAuctioneer)
+	if r := call(t, "POST", e.URL()+"/v1/lots", auctioneer, `{"id":"l1","title":"Lamp","start_price":100,"increment":10,"duration_s":600}`, "Idempotency-Key", "l1"); r.status != 201 {
+		t.Fatalf("open lot: %d %s", r.status, r.body)
+	}
+	req, _ := http.NewRequest("GET", e.URL()+"/v1/lots/l1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+auctioneer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Close(ctx); err != nil {
+		t.Fatalf("Close with an open stream: %v", err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
