@@ -61,10 +61,12 @@ func (p *Peer) note(f func(*PeerStatus)) {
 	p.mu.Unlock()
 }
 
-// backoff bounds between reconnection attempts.
+// backoff bounds between reconnection attempts: jittered, doubling from
+// backoffMin, capped at backoffMax so a healed link is used again within
+// about a second.
 const (
 	backoffMin = 100 * time.Millisecond
-	backoffMax = 3 * time.Second
+	backoffMax = time.Second
 )
 
 // Run syncs until ctx ends.

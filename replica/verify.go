@@ -163,7 +163,7 @@ func (a *authors) checkAll(ctx context.Context, es []*ledger.Entry) (int, error)
 	heads := map[ledger.NodeID]uint64{}
 	for i, e := range es {
 		if e.Event != a.ev.Slug {
-			return i, fmt.Errorf("replica: entry %s/%d is of event %q, not %q", e.Node, e.Seq, e.Event, a.ev.Slug)
+			return i, fmt.Errorf("replica: %w: entry %s/%d is of event %q, not %q", ledger.ErrWrongEvent, e.Node, e.Seq, e.Event, a.ev.Slug)
 		}
 		berr, seen := blocked[e.Node]
 		if !seen {
