@@ -549,6 +549,15 @@ func (h *Handler) startFill(r *http.Request, validate, prefix *object, mayStore,
 // serveObject answers from a stored response.
 func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, o *object, status string) {
 	file, err := h.store.open(o)
+	for tries := 0; err != nil && tries < 3; tries++ {
+		// Replaced by a newer response since the lookup: serve that one.
+		o2 := h.lookup(r)
+		if o2 == nil || o2 == o {
+			break
+		}
+		o = o2
+		file, err = h.store.open(o)
+	}
 	if err != nil {
 		// Evicted between lookup and open: fetch it again.
 		h.pass(w, r)

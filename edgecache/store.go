@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,8 +37,20 @@ type object struct {
 	ResponseTime time.Time     `json:"response_time"`
 	InitialAge   time.Duration `json:"initial_age"`
 	Size         int64         `json:"size"`
+	// Body is the body file's name in obj/ (empty: <name>.body). Each
+	// stored body gets a name of its own, so a reader that looked up an
+	// object never opens the body of the response that replaced it.
+	Body string `json:"body,omitempty"`
 
-	name string // file name stem
+	name string // metadata file name stem
+}
+
+// bodyFile is the name of o's body file in obj/.
+func (o *object) bodyFile() string {
+	if o.Body != "" {
+		return o.Body
+	}
+	return o.name + ".body"
 }
 
 // Store is a bounded on-disk store of responses: each object is a body
@@ -106,23 +119,31 @@ func OpenStore(dir string, budget int64) (*Store, error) {
 		mtime time.Time
 	}
 	var all []loaded
+	var bodies []string
 	for _, de := range ents {
 		name, ok := strings.CutSuffix(de.Name(), ".meta")
 		if !ok {
-			if stem, isBody := strings.CutSuffix(de.Name(), ".body"); isBody {
-				if _, err := os.Stat(s.path(stem, ".meta")); err != nil {
-					os.Remove(s.path(stem, ".body")) // an orphan body
-				}
+			if strings.HasSuffix(de.Name(), ".body") {
+				bodies = append(bodies, de.Name())
 			}
 			continue
 		}
 		o, mtime, err := s.loadMeta(name)
 		if err != nil {
 			os.Remove(s.path(name, ".meta"))
-			os.Remove(s.path(name, ".body"))
 			continue
 		}
 		all = append(all, loaded{o, mtime})
+	}
+	// Bodies no metadata names: replaced, or left by a crash.
+	used := map[string]bool{}
+	for _, l := range all {
+		used[l.o.bodyFile()] = true
+	}
+	for _, b := range bodies {
+		if !used[b] {
+			os.Remove(filepath.Join(dir, "obj", b))
+		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].mtime.Before(all[j].mtime) })
 	for _, l := range all {
@@ -141,11 +162,14 @@ func (s *Store) loadMeta(name string) (*object, time.Time, error) {
 	if err := json.Unmarshal(b, o); err != nil {
 		return nil, time.Time{}, err
 	}
-	fi, err := os.Stat(s.path(name, ".body"))
+	o.name = name
+	if strings.ContainsAny(o.Body, `/\`) || o.Body == "." || o.Body == ".." {
+		return nil, time.Time{}, errors.New("bad body file name")
+	}
+	fi, err := os.Stat(filepath.Join(s.dir, "obj", o.bodyFile()))
 	if err != nil || fi.Size() != o.Size || o.Key == "" || nameOf(o.Key) != name {
 		return nil, time.Time{}, errors.New("inconsistent object")
 	}
-	o.name = name
 	return o, fi.ModTime(), nil
 }
 
@@ -200,7 +224,7 @@ func (s *Store) removeLocked(el *list.Element) {
 	s.size -= o.Size
 	// Open readers keep their descriptors: unlinking is safe.
 	os.Remove(s.path(o.name, ".meta"))
-	os.Remove(s.path(o.name, ".body"))
+	os.Remove(filepath.Join(s.dir, "obj", o.bodyFile()))
 }
 
 func (s *Store) evictLocked() {
@@ -237,7 +261,7 @@ func (s *Store) touch(o *object, now time.Time) {
 	}
 	s.mu.Unlock()
 	if persist {
-		os.Chtimes(s.path(o.name, ".body"), now, now)
+		os.Chtimes(filepath.Join(s.dir, "obj", o.bodyFile()), now, now)
 	}
 }
 
@@ -255,6 +279,7 @@ func (s *Store) commit(o *object, bodyPath string) error {
 		return fmt.Errorf("edgecache: object of %d bytes exceeds the store budget", o.Size)
 	}
 	o.name = nameOf(o.Key)
+	o.Body = fmt.Sprintf("%s-%x-%x.body", o.name, time.Now().UnixNano(), bodySeq.Add(1))
 	meta, err := json.Marshal(o)
 	if err != nil {
 		return err
@@ -264,12 +289,12 @@ func (s *Store) commit(o *object, bodyPath string) error {
 	if el, ok := s.byKey[o.Key]; ok {
 		s.removeLocked(el)
 	}
-	if err := os.Rename(bodyPath, s.path(o.name, ".body")); err != nil {
+	if err := os.Rename(bodyPath, filepath.Join(s.dir, "obj", o.Body)); err != nil {
 		os.Remove(bodyPath)
 		return fmt.Errorf("edgecache: store body: %w", err)
 	}
 	if err := writeFileAtomic(s.path(o.name, ".meta"), meta); err != nil {
-		os.Remove(s.path(o.name, ".body"))
+		os.Remove(filepath.Join(s.dir, "obj", o.Body))
 		return fmt.Errorf("edgecache: store metadata: %w", err)
 	}
 	s.insertLocked(o)
@@ -287,8 +312,8 @@ func (s *Store) update(o *object) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	el, ok := s.byKey[o.Key]
-	if !ok {
-		return false
+	if !ok || el.Value.(*object).bodyFile() != o.bodyFile() {
+		return false // gone, or replaced by another response
 	}
 	o.name = el.Value.(*object).name
 	if writeFileAtomic(s.path(o.name, ".meta"), meta) != nil {
@@ -312,7 +337,12 @@ func (s *Store) invalidate(url string) int {
 }
 
 // open opens a stored object's body.
-func (s *Store) open(o *object) (*os.File, error) { return os.Open(s.path(o.name, ".body")) }
+func (s *Store) open(o *object) (*os.File, error) {
+	return os.Open(filepath.Join(s.dir, "obj", o.bodyFile()))
+}
+
+// bodySeq makes body file names unique within a process.
+var bodySeq atomic.Uint64
 
 func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
