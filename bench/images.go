@@ -311,7 +311,7 @@ func pull(ctx context.Context, client *http.Client, base string) (int64, error) 
 		return 0, fmt.Errorf("manifest: %s: %s", resp.Status, body)
 	}
 	var m struct {
-		Config struct{ Digest string } `json:"config"`
+		Config struct{ Digest string }   `json:"config"`
 		Layers []struct{ Digest string } `json:"layers"`
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
