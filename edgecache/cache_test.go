@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,11 +387,28 @@ func TestStoreSurvivesRestartAndEvicts(t *testing.T) {
 	if st.Len() != 2 || len(st.variants("a")) != 0 {
 		t.Fatalf("after eviction: %d objects", st.Len())
 	}
+	put("c", 30) // replaces c under a new body file
+	// A body no metadata names (a crash between body and metadata).
+	stray := filepath.Join(dir, "obj", nameOf("c")+"-stray.body")
+	os.WriteFile(stray, []byte("zz"), 0o600)
 	st2, err := OpenStore(dir, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st2.Len() != 2 || len(st2.variants("c")) != 1 {
+	if st2.Len() != 2 || len(st2.variants("c")) != 1 || st2.variants("c")[0].Size != 30 {
 		t.Fatalf("after reopen: %d objects", st2.Len())
+	}
+	bodies, _ := filepath.Glob(filepath.Join(dir, "obj", "*.body"))
+	if len(bodies) != 2 {
+		t.Fatalf("body files after reopen: %q, want the two stored", bodies)
+	}
+	f, err := st2.open(st2.variants("c")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	f.Close()
+	if fi.Size() != 30 {
+		t.Fatalf("c's body has %d bytes, want 30", fi.Size())
 	}
 }
