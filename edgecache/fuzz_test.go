@@ -76,3 +76,19 @@ func TestParseRange(t *testing.T) {
 		}
 	}
 }
+
+func FuzzSurrogateAndAge(f *testing.F) {
+	for _, s := range []string{"max-age=60;canopy, no-store", "max-age=3600;other", "foo;", ";canopy", "7200;foo=bar", "0, 0", "-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for name := range surrogateDirectives([]string{s}) {
+			if name == "" {
+				t.Fatalf("empty directive name from %q", s)
+			}
+		}
+		if a := ageOf(map[string][]string{"Age": {s}}); a < 0 || a > invalidAge {
+			t.Fatalf("Age %q: %v", s, a)
+		}
+	})
+}
