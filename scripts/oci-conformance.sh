@@ -42,7 +42,14 @@ mkdir -p "$work/suite"
   die "could not build $MODULE@$CONFORMANCE_VERSION"
 timeout 300 go build -o "$work/canopy" ./cmd/canopy
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { # a loopback port nothing listens on
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" 2>/dev/null || { [ $? = 7 ] && echo "$p" && return 0; }
+  done
+  die "no free port"
+}
 wait_http() { # URL: until it answers, 20 s at most
   for _ in $(seq 200); do curl -s -o /dev/null --max-time 1 "$1" && return 0; sleep 0.1; done
   return 1
@@ -138,7 +145,7 @@ run_suite() { # LABEL
     OCI_RO_DATA_BLOBS="$layer1 $layer2 $config $empty $sig" \
     OCI_RO_DATA_REFERRERS="$image" \
     OCI_RESULTS_DIR="$work/results-$1" OCI_LOG=warn \
-    timeout 120 ./conformance ) > "$out" 2>&1 || true
+    timeout 60 ./conformance ) > "$out" 2>&1 || true
   local line
   line=$(grep -E '^OCI Conformance Result:' "$out" | tail -1 || true)
   say "$1: ${line:-no result line}"
