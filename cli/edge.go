@@ -92,6 +92,7 @@ func runEdge(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "canopy edge for %q serving %s (node %s)\n", ed.Event.Slug, ed.URL(), ed.Enrolment.Node)
+	go showCatchUp(ctx, e.stderr, ed)
 	<-ctx.Done()
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

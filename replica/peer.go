@@ -31,6 +31,7 @@ type Peer struct {
 
 	mu     sync.Mutex
 	status PeerStatus
+	theirs Vector // the peer's vector, as last learned
 }
 
 // PeerStatus is what a node knows of a peer, for metrics and `canopy status`.
@@ -46,6 +47,23 @@ type PeerStatus struct {
 	// Backlog is how many entries this node held that the peer lacked, by
 	// the last vectors exchanged.
 	Backlog int `json:"backlog"`
+}
+
+// Behind returns how many entries the peer held, by the last vector it
+// sent, that this node does not hold yet: what a rehydrating node still
+// has to pull.
+func (p *Peer) Behind(ctx context.Context) (int, error) {
+	p.mu.Lock()
+	theirs := p.theirs
+	p.mu.Unlock()
+	if theirs == nil {
+		return 0, nil
+	}
+	held, err := p.Node.Store.Vector(ctx, p.Node.Event.Slug)
+	if err != nil {
+		return 0, err
+	}
+	return backlogOf(theirs, held), nil
 }
 
 // Status returns the peer's status.
@@ -270,6 +288,9 @@ func (p *Peer) noteBacklog(ctx context.Context, url string, theirs Vector) error
 	}
 	n := backlogOf(held, theirs)
 	p.note(func(s *PeerStatus) { s.Backlog = n })
+	p.mu.Lock()
+	p.theirs = theirs
+	p.mu.Unlock()
 	p.Node.metrics().backlog.WithLabelValues(url).Set(float64(n))
 	return nil
 }
