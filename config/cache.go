@@ -38,7 +38,22 @@ type CacheSite struct {
 	Origins []string `toml:"origins"`
 	// TTL overrides the freshness lifetime by path prefix.
 	TTL []CacheTTL `toml:"ttl"`
+	// StripHeaders are request headers removed before a request is keyed
+	// or sent upstream; unset: DefaultStripHeaders (client addresses).
+	// List "Cookie" for a site of static files.
+	StripHeaders []string `toml:"strip_headers"`
+	// StripQuery are query parameters removed likewise: exact names or a
+	// prefix ending in "*"; unset: DefaultStripQuery (tracking ids).
+	StripQuery []string `toml:"strip_query"`
 }
+
+// DefaultStripHeaders are the client-address headers a site strips when
+// strip_headers is not set (an empty list strips none).
+var DefaultStripHeaders = []string{"X-Forwarded-For", "Forwarded", "X-Real-IP", "True-Client-IP", "CF-Connecting-IP", "X-Client-IP"}
+
+// DefaultStripQuery are the tracking parameters a site strips when
+// strip_query is not set (an empty list strips none).
+var DefaultStripQuery = []string{"utm_*", "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "mc_eid", "_ga", "_gl", "igshid"}
 
 // CacheTTL is one [[cache.site.ttl]] override.
 type CacheTTL struct {
@@ -90,6 +105,22 @@ func (c *Config) resolveCache() error {
 			u, err := url.Parse(o)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 				return fmt.Errorf("config: cache.site %q: origin %q: want http(s)://host[:port]", s.Name, o)
+			}
+		}
+		if s.StripHeaders == nil {
+			cc.Site[i].StripHeaders = append([]string(nil), DefaultStripHeaders...)
+		}
+		if s.StripQuery == nil {
+			cc.Site[i].StripQuery = append([]string(nil), DefaultStripQuery...)
+		}
+		for _, h := range s.StripHeaders {
+			if h == "" || strings.ContainsAny(h, " \t:") || strings.EqualFold(h, "host") {
+				return fmt.Errorf("config: cache.site %q: strip_headers %q: want a header name other than Host", s.Name, h)
+			}
+		}
+		for _, q := range s.StripQuery {
+			if name, _ := strings.CutSuffix(q, "*"); strings.ContainsAny(name, "*&=#") || q == "" {
+				return fmt.Errorf("config: cache.site %q: strip_query %q: want a parameter name, or a name prefix ending in *", s.Name, q)
 			}
 		}
 		for _, t := range s.TTL {

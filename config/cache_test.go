@@ -32,6 +32,8 @@ ttl = "30m"
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"ftp://x\"]\n", "want http(s)://host[:port]"},
 		{"[cache]\nlisten = \"nope\"\n", "cache.listen"},
 		{"[cache]\nbogus = 1\n", "unknown key"},
+		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\nstrip_query = [\"*x\"]\n", "strip_query \"*x\""},
+		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\nstrip_headers = [\"Host\"]\n", "strip_headers \"Host\""},
 	} {
 		c := Default()
 		err := c.Parse("t", []byte(bad.text))
@@ -41,5 +43,34 @@ ttl = "30m"
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: got %v, want %q", bad.text, err, bad.want)
 		}
+	}
+}
+
+func TestCacheStripDefaults(t *testing.T) {
+	c := Default()
+	err := c.Parse("t", []byte(`
+[cache]
+listen = "127.0.0.1:0"
+[[cache.site]]
+name = "a.example"
+origins = ["http://127.0.0.1:9000"]
+[[cache.site]]
+name = "static.example"
+origins = ["http://127.0.0.1:9000"]
+strip_headers = ["Cookie", "X-Real-IP"]
+strip_query = []
+`))
+	if err == nil {
+		err = c.Resolve()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, s := c.Cache.Site[0], c.Cache.Site[1]
+	if strings.Join(a.StripHeaders, ",") != strings.Join(DefaultStripHeaders, ",") || strings.Join(a.StripQuery, ",") != strings.Join(DefaultStripQuery, ",") {
+		t.Errorf("defaults: headers %q query %q", a.StripHeaders, a.StripQuery)
+	}
+	if strings.Join(s.StripHeaders, ",") != "Cookie,X-Real-IP" || len(s.StripQuery) != 0 {
+		t.Errorf("explicit: headers %q query %q (an empty list must strip none)", s.StripHeaders, s.StripQuery)
 	}
 }

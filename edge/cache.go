@@ -52,6 +52,7 @@ func openCache(cfg config.CacheConfig, log *slog.Logger, reg prometheus.Register
 		h, err := edgecache.New(edgecache.Config{
 			Name: s.Name, Origins: origins, Store: st, TTL: ttl,
 			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout.Duration, Logger: log, Metrics: metrics,
+			StripHeaders: s.StripHeaders, StripQuery: s.StripQuery,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("edge: cache site %q: %w", s.Name, err)

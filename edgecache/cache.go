@@ -50,6 +50,12 @@ type Config struct {
 	Logger      *slog.Logger
 	// Metrics records the site's traffic (default: unregistered).
 	Metrics *Metrics
+	// StripHeaders are request headers removed before a request is keyed
+	// or sent upstream (client addresses, cookies of a static site).
+	StripHeaders []string
+	// StripQuery are query parameters removed likewise: exact names, or
+	// a name prefix ending in "*" ("utm_*"), matched case-insensitively.
+	StripQuery []string
 }
 
 // Handler is one site's caching reverse proxy.
@@ -64,6 +70,7 @@ type Handler struct {
 	bg    sync.WaitGroup
 	log   *slog.Logger
 	m     *Metrics
+	strip *stripper
 
 	upstreamRequests atomic.Int64
 }
@@ -107,7 +114,11 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil, nil)
 	}
-	h := &Handler{cfg: cfg, name: cfg.Name, store: cfg.Store, now: cfg.Now, log: cfg.Logger, m: cfg.Metrics}
+	strip, err := newStripper(cfg.StripHeaders, cfg.StripQuery)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, name: cfg.Name, store: cfg.Store, now: cfg.Now, log: cfg.Logger, m: cfg.Metrics, strip: strip}
 	h.up = &failover{
 		failovers: cfg.Metrics.failovers.WithLabelValues(cfg.Name),
 		origins:   cfg.Origins,
@@ -228,8 +239,10 @@ func (h *Handler) invalidateAfter(r *http.Request, resp http.Header) {
 }
 
 // ServeHTTP answers from the cache where RFC 9111 allows, else from the
-// origins.
+// origins. The site's stripped headers and query parameters are removed
+// first, so they are neither part of the cache key nor sent upstream.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = h.strip.apply(r)
 	switch r.Method {
 	case http.MethodGet:
 		h.serveGet(w, r)
