@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,30 +28,35 @@ type SyncOptions struct {
 	Rounds  int   // rounds of Canopy then NATS, alternated
 }
 
-// countingTransport counts the bytes of response bodies (what the
-// receiving node pulls off the wire).
-type countingTransport struct {
-	next http.RoundTripper
-	n    atomic.Int64
+// countingDialer counts the bytes the receiving node reads off its
+// connections: what really crossed the wire, headers and compression
+// included.
+type countingDialer struct {
+	n atomic.Int64
 }
 
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := c.next.RoundTrip(r)
-	if err != nil {
-		return resp, err
+func (c *countingDialer) transport() *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	return &http.Transport{
+		ResponseHeaderTimeout: 10 * time.Second,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &countingConn{Conn: conn, n: &c.n}, nil
+		},
 	}
-	resp.Body = &countingBody{ReadCloser: resp.Body, n: &c.n}
-	return resp, nil
 }
 
-type countingBody struct {
-	io.ReadCloser
+type countingConn struct {
+	net.Conn
 	n *atomic.Int64
 }
 
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -297,9 +303,9 @@ func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart Syn
 		return err
 	}
 	defer closeB()
-	counter := &countingTransport{next: &http.Transport{ResponseHeaderTimeout: 10 * time.Second}}
+	counter := &countingDialer{}
 	start := time.Now()
-	b.AddPeer([]string{a.URL()}, &http.Client{Transport: counter})
+	b.AddPeer([]string{a.URL()}, &http.Client{Transport: counter.transport()})
 	if err := equalVectors(ctx, a.Edge, b, fmt.Sprintf("canopy catch-up of %d entries", n)); err != nil {
 		return catchUp, restart, nil, nil, err
 	}

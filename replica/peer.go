@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -143,12 +144,21 @@ func (p *Peer) session(ctx context.Context, url string) error {
 }
 
 func (p *Peer) do(ctx context.Context, method, url string, body []byte, bodyHash [32]byte, ctype string) (*http.Response, error) {
+	return p.doEncoded(ctx, method, url, body, bodyHash, ctype, "")
+}
+
+// doEncoded is do with a Content-Encoding for the body (push streams are
+// gzip-compressed batches).
+func (p *Peer) doEncoded(ctx context.Context, method, url string, body []byte, bodyHash [32]byte, ctype, encoding string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
+	}
+	if encoding != "" {
+		req.Header.Set("Content-Encoding", encoding)
 	}
 	sign(req, p.Key, p.Enrolment, bodyHash)
 	resp, err := p.HTTP.Do(req)
@@ -220,7 +230,15 @@ func (p *Peer) pushLoop(ctx context.Context, url string) error {
 			if err := sw.flush(); err != nil {
 				return err
 			}
-			resp, err := p.do(ctx, http.MethodPost, url+"/v1/sync/push", buf.Bytes(), emptyHash, ContentType)
+			var zbuf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&zbuf, gzip.BestSpeed)
+			if _, err := zw.Write(buf.Bytes()); err != nil {
+				return err
+			}
+			if err := zw.Close(); err != nil {
+				return err
+			}
+			resp, err := p.doEncoded(ctx, http.MethodPost, url+"/v1/sync/push", zbuf.Bytes(), emptyHash, ContentType, "gzip")
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -216,8 +218,19 @@ func (n *Node) pull(w http.ResponseWriter, r *http.Request) error {
 		return api.NewProblem(api.TypeSyncVersion, "peer speaks sync protocol %d, this node %d", req.Protocol, ProtocolVersion)
 	}
 	w.Header().Set("Content-Type", ContentType)
+	var out io.Writer = w
+	var gz *gzip.Writer
+	if acceptsGzip(r) {
+		// Compressed batches: each end frame flushes the compressor, so a
+		// follow stream still delivers every commit at once.
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Add("Vary", "Accept-Encoding")
+		gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+		defer gz.Close()
+		out = gz
+	}
 	w.WriteHeader(http.StatusOK)
-	sw, err := newWriter(w)
+	sw, err := newWriter(out)
 	if err != nil {
 		return nil
 	}
@@ -255,6 +268,11 @@ func (n *Node) pull(w http.ResponseWriter, r *http.Request) error {
 		if err := sw.flush(); err != nil {
 			return nil
 		}
+		if gz != nil {
+			if err := gz.Flush(); err != nil {
+				return nil
+			}
+		}
 		if flusher != nil {
 			flusher.Flush()
 		}
@@ -265,6 +283,16 @@ func (n *Node) pull(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// acceptsGzip reports whether the client takes a gzip-compressed stream.
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		if strings.TrimSpace(strings.SplitN(part, ";", 2)[0]) == "gzip" {
+			return true
+		}
+	}
+	return false
 }
 
 // sendMissing writes held entries beyond sent, author by author in seq
@@ -312,7 +340,16 @@ func (n *Node) push(w http.ResponseWriter, r *http.Request) error {
 	if qerr := n.authors.quarantined(r.Context(), peer.Node); qerr != nil {
 		return n.refusePush(w, r, peer.Node, qerr)
 	}
-	rd, err := newReader(r.Body)
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return api.NewProblem(api.TypeSyncMalformed, "gzip push stream: %v", err)
+		}
+		defer zr.Close()
+		body = zr
+	}
+	rd, err := newReader(body)
 	if err != nil {
 		if errors.Is(err, ErrVersion) {
 			return api.NewProblem(api.TypeSyncVersion, "%v", err)
