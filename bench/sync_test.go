@@ -44,7 +44,10 @@ func TestRunSyncSmoke(t *testing.T) {
 		if !ok {
 			t.Fatalf("no %s line in:\n%s", k, out.String())
 		}
-		if r.Entries != 200 || r.Seconds <= 0 || r.PerSecond <= 0 || r.WireBytes < r.EncodedBytes || r.EncodedBytes < 200*100 {
+		// Canopy's batches are compressed, so its wire bytes may be fewer
+		// than the entries' own size; NATS sends every payload whole.
+		if r.Entries != 200 || r.Seconds <= 0 || r.PerSecond <= 0 || r.WireBytes <= 0 || r.EncodedBytes < 200*100 ||
+			(k == "sync.catch_up nats" && r.WireBytes < r.EncodedBytes) {
 			t.Errorf("%s: implausible %+v", k, r)
 		}
 	}
