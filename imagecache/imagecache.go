@@ -69,6 +69,12 @@ type Config struct {
 	Now func() time.Time
 	// Metrics, if set, receives the cache's metrics.
 	Metrics prometheus.Registerer
+	// Policies require cosign signatures for some repositories' manifests
+	// (the longest matching prefix applies).
+	Policies []Policy
+	// Auth, if set, requires local clients to pull with a bearer token the
+	// cache issues at /v2/token.
+	Auth *LocalAuth
 }
 
 // Cache is the registry cache; it is an http.Handler for /v2/.
@@ -84,9 +90,11 @@ type Cache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	flights map[digest.Digest]*flight
-	closed  bool
+	mu       sync.Mutex
+	flights  map[digest.Digest]*flight
+	verdicts map[string]verdict   // signature checks, by policy and digest
+	tokens   map[string]time.Time // local bearer tokens → expiry
+	closed   bool
 }
 
 // New opens the store in cfg.Dir and returns a cache ready to serve. It
@@ -115,7 +123,24 @@ func New(cfg Config) (*Cache, error) {
 		t.ResponseHeaderTimeout = 0 // bounded per request by the cache
 		cfg.Transport = t
 	}
-	c := &Cache{cfg: cfg, log: cfg.Logger, flights: map[digest.Digest]*flight{}}
+	c := &Cache{cfg: cfg, log: cfg.Logger, flights: map[digest.Digest]*flight{},
+		verdicts: map[string]verdict{}, tokens: map[string]time.Time{}}
+	for i, p := range cfg.Policies {
+		if p.Prefix == "" || strings.HasPrefix(p.Prefix, "/") || strings.HasSuffix(p.Prefix, "/") || strings.ContainsAny(p.Prefix, " \t\n@") {
+			return nil, fmt.Errorf("imagecache: policy %d: prefix %q: want a repository name or a leading part of one", i, p.Prefix)
+		}
+		if err := checkKey(p.Key); err != nil {
+			return nil, fmt.Errorf("imagecache: policy %q: %w", p.Prefix, err)
+		}
+	}
+	if cfg.Auth != nil {
+		if cfg.Auth.Verify == nil {
+			return nil, errors.New("imagecache: local auth without a credential check")
+		}
+		if cfg.Auth.TTL <= 0 {
+			c.cfg.Auth = &LocalAuth{Verify: cfg.Auth.Verify, TTL: DefaultTokenTTL}
+		}
+	}
 	seen := map[string]bool{}
 	for _, u := range cfg.Upstreams {
 		if seen[u.Prefix] {
@@ -184,6 +209,15 @@ func (c *Cache) resolve(name, ns string) (*upstream, string, *Error) {
 // ServeHTTP implements the pull side of the distribution spec.
 func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+	if c.cfg.Auth != nil {
+		if r.URL.Path == TokenPath {
+			c.serveToken(w, r)
+			return
+		}
+		if !c.authorized(w, r) {
+			return
+		}
+	}
 	rt, rerr := parseRoute(r.URL.Path)
 	if rerr != nil {
 		writeError(w, r, rerr)
@@ -323,11 +357,22 @@ func (c *Cache) fetchManifest(ctx context.Context, up *upstream, repo, tag strin
 var errBadManifest = errors.New("upstream manifest is invalid")
 
 func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, rt route, up *upstream, repo string) {
+	// Every manifest passes the signature policy before it is served.
+	// (Its lookups use the cache's context: a verdict is shared and kept.)
+	serve := func(w http.ResponseWriter, r *http.Request, body []byte, mt string, d digest.Digest) {
+		if perr := c.checkPolicy(c.ctx, up, repo, rt, d, body); perr != nil {
+			w.Header().Del(HeaderCache)
+			w.Header().Del(HeaderStale)
+			writeError(w, r, perr)
+			return
+		}
+		writeManifest(w, r, body, mt, d)
+	}
 	if rt.digest != "" {
 		body, mt, err := c.store.manifest(rt.digest)
 		if err == nil {
 			w.Header().Set(HeaderCache, "hit")
-			writeManifest(w, r, body, mt, rt.digest)
+			serve(w, r, body, mt, rt.digest)
 			return
 		}
 		v, err, _ := c.group.Do("m "+rt.digest.String(), func() (any, error) {
@@ -341,7 +386,7 @@ func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, rt route, 
 		}
 		m := v.(*fetchedManifest)
 		w.Header().Set(HeaderCache, "miss")
-		writeManifest(w, r, m.body, m.mediaType, m.digest)
+		serve(w, r, m.body, m.mediaType, m.digest)
 		return
 	}
 	// By tag: ask upstream; a cached tag waits only TagDeadline.
@@ -372,7 +417,7 @@ func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, rt route, 
 	if res.Err == nil {
 		m := res.Val.(*fetchedManifest)
 		w.Header().Set(HeaderCache, "miss")
-		writeManifest(w, r, m.body, m.mediaType, m.digest)
+		serve(w, r, m.body, m.mediaType, m.digest)
 		return
 	}
 	if cached {
@@ -381,7 +426,7 @@ func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, rt route, 
 			w.Header().Set(HeaderCache, "hit")
 			w.Header().Set(HeaderStale, "true")
 			w.Header().Set("Warning", `110 canopy "Response is Stale"`)
-			writeManifest(w, r, body, mt, rec.Digest)
+			serve(w, r, body, mt, rec.Digest)
 			return
 		}
 	}

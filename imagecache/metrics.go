@@ -10,6 +10,8 @@ type metrics struct {
 	bytes         *prometheus.CounterVec // blob bytes sent, by source (disk, upstream)
 	upstreamErrs  prometheus.Counter
 	upstreamTimes prometheus.Histogram
+	denied        prometheus.Counter // manifests refused by the signature policy
+	unauthorized  prometheus.Counter // requests refused for a missing or bad local token
 }
 
 func newMetrics(reg prometheus.Registerer, st *store) *metrics {
@@ -31,11 +33,19 @@ func newMetrics(reg prometheus.Registerer, st *store) *metrics {
 			Help:    "Time to an upstream's response headers, successful or not.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
+		denied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "canopy_imagecache_policy_denied_total",
+			Help: "Manifests refused (403) by the signature policy.",
+		}),
+		unauthorized: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "canopy_imagecache_unauthorized_total",
+			Help: "Requests refused (401) for a missing, unknown or expired local token.",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.requests, m.bytes, m.upstreamErrs, m.upstreamTimes,
+	reg.MustRegister(m.requests, m.bytes, m.upstreamErrs, m.upstreamTimes, m.denied, m.unauthorized,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "canopy_imagecache_store_bytes",
 			Help: "Bytes in the image store.",
