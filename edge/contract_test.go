@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -105,17 +106,6 @@ func decodeInto[T any](t *testing.T, r reply) T {
 var cannotProduce = map[string]string{}
 
 func init() {
-	// The sync protocol (package replica) signs each request with the
-	// node's key over the method, path and body hash, and streams framed
-	// entries; producing its 200s and its 400s (which follow a verified
-	// signature) needs a peer node, which is the replica package's tests'
-	// job. Its 401s are produced here.
-	for _, pair := range []string{
-		"GET /v1/sync/vector 200", "POST /v1/sync/pull 200", "POST /v1/sync/pull 400",
-		"POST /v1/sync/push 200", "POST /v1/sync/push 400",
-	} {
-		cannotProduce[pair] = "node-signed sync request: needs a peer node's signing (package replica, unexported)"
-	}
 	cannotProduce["POST /v1/lots/{id}/bids 202"] = "an intent needs a lot whose home is another edge that is down: two edges, covered by auctionapi's TestBidForwardedToHomeOrRecordedAsIntent"
 	// A read answers 503 only when the store fails to read (an I/O error,
 	// SQLITE_IOERR/BUSY past the timeout), which needs fault injection
@@ -617,14 +607,32 @@ func TestContract(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		signed := func(body string) []string {
-			req, _ := http.NewRequest("POST", c.base+"/v1/sync/bids", nil)
-			replica.Sign(req, key, enrolment, []byte(body))
+		signedAs := func(method, path string, body []byte) []string {
+			req, _ := http.NewRequest(method, c.base+path, nil)
+			replica.Sign(req, key, enrolment, body)
 			return []string{"Canopy-Node-Enrolment", req.Header.Get("Canopy-Node-Enrolment"), "Canopy-Node-Signature", req.Header.Get("Canopy-Node-Signature")}
 		}
+		signed := func(body string) []string { return signedAs("POST", "/v1/sync/bids", []byte(body)) }
 		c.expect(t, 201, "POST", "/v1/sync/bids", "", fwd, signed(fwd)...)
 		bad := `{"lot":"lot-fwd","amount":100,"token":"","idempotency_key":"k"}`
 		c.expect(t, 422, "POST", "/v1/sync/bids", "", bad, signed(bad)...)
+
+		// A signed peer: its vector, a pull (not followed), a push of an
+		// empty stream; and the 400s that follow a verified signature.
+		c.expect(t, 200, "GET", "/v1/sync/vector", "", "", signedAs("GET", "/v1/sync/vector", nil)...)
+		pull := `{"protocol":1,"vector":{}}`
+		c.expect(t, 200, "POST", "/v1/sync/pull", "", pull, append(signedAs("POST", "/v1/sync/pull", []byte(pull)), "Content-Type", "application/json")...)
+		badPull := `{"protocol":99,"vector":{}}`
+		c.expect(t, 400, "POST", "/v1/sync/pull", "", badPull, append(signedAs("POST", "/v1/sync/pull", []byte(badPull)), "Content-Type", "application/json")...)
+		var stream bytes.Buffer
+		sw, err := replica.NewStreamWriter(&stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sw.End()
+		sw.Flush()
+		c.expect(t, 200, "POST", "/v1/sync/push", "", stream.String(), append(signedAs("POST", "/v1/sync/push", nil), "Content-Type", replica.ContentType)...)
+		c.expect(t, 400, "POST", "/v1/sync/push", "", "not an entry stream", append(signedAs("POST", "/v1/sync/push", nil), "Content-Type", replica.ContentType)...)
 	})
 
 	// A full disk: every mutation answers 503 store-unavailable with
