@@ -9,8 +9,9 @@ import (
 )
 
 // Sites routes each request to a site's Handler by its Host header (the
-// port ignored, case-insensitive). With a single site, every host goes to
-// it.
+// port ignored, case-insensitive); over TLS the SNI name selects the site,
+// and a Host naming another site is refused as misdirected. With a single
+// site, every host goes to it.
 type Sites struct {
 	byName map[string]*Handler
 	only   *Handler
@@ -44,6 +45,13 @@ func (s *Sites) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
+	}
+	if r.TLS != nil && r.TLS.ServerName != "" {
+		if !strings.EqualFold(host, r.TLS.ServerName) {
+			w.Header().Set("Cache-Status", "canopy; fwd=uri-miss; detail=misdirected")
+			http.Error(w, "this connection is for "+r.TLS.ServerName+", not "+host, http.StatusMisdirectedRequest)
+			return
+		}
 	}
 	h := s.byName[strings.ToLower(host)]
 	if h == nil {
