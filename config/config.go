@@ -67,6 +67,11 @@ type ImagesConfig struct {
 	UpstreamTimeout Duration `toml:"upstream_timeout"`
 	// Upstream lists the registries, chosen by repository prefix.
 	Upstream []ImageUpstream `toml:"upstream"`
+	// Policy lists repositories whose manifests need a cosign signature.
+	Policy []ImagePolicy `toml:"policy"`
+	// Auth makes local clients pull with a short-lived bearer token the
+	// cache issues at /v2/token for a device token of the event.
+	Auth bool `toml:"auth"`
 }
 
 // ImageUpstream is one [[images.upstream]] table.
@@ -273,5 +278,5 @@ func (c *Config) resolveImages() error {
 			return fmt.Errorf("config: images.upstream[%d]: set token or username/password, not both", i)
 		}
 	}
-	return nil
+	return im.resolvePolicy()
 }

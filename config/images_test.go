@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,46 @@ func TestImagesErrors(t *testing.T) {
 		{base + "tag_deadline = \"-1s\"\n" + up, "images.tag_deadline"},
 		{base + "tag_deadline = \"soon\"\n" + up, "invalid duration"},
 		{base + "[[images.upstream]]\nmirrors = [\"https://r\"]\ntoken = \"t\"\nusername = \"u\"\n", "not both"},
+	}
+	for _, tc := range cases {
+		c := Default()
+		err := c.Parse("t", []byte(tc.text))
+		if err == nil {
+			err = c.Resolve()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want error containing %q", tc.text, err, tc.want)
+		}
+	}
+}
+
+func TestImagesPolicyAndAuth(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "cosign.pub")
+	if err := os.WriteFile(key, []byte("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := "[images]\nlisten = \"127.0.0.1:5000\"\nauth = true\n[[images.upstream]]\nmirrors = [\"https://r.example\"]\n"
+	c := Default()
+	if err := c.Parse("t", []byte(base+"[[images.policy]]\nprefix = \"docker.io/myorg\"\npublic_key = \""+key+"\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Images.Auth || len(c.Images.Policy) != 1 || c.Images.Policy[0].Prefix != "docker.io/myorg" || c.Images.Policy[0].PublicKey != key {
+		t.Fatalf("images: %+v", c.Images)
+	}
+	pol := func(prefix, k string) string {
+		return "[[images.policy]]\nprefix = \"" + prefix + "\"\npublic_key = \"" + k + "\"\n"
+	}
+	cases := []struct{ text, want string }{
+		{base + pol("", key), "images.policy[0]: prefix"},
+		{base + pol("myorg/", key), "images.policy[0]: prefix"},
+		{base + pol("a", key) + pol("a", key), "used twice"},
+		{base + pol("a", ""), "no public_key"},
+		{base + pol("a", filepath.Join(t.TempDir(), "missing.pub")), "public_key"},
+		{base + "[[images.policy]]\nprefix = \"a\"\nkey = \"x\"\n", "unknown key(s): images.policy.key"},
+		{"[images]\nlisten = \"127.0.0.1:5000\"\nauth = \"yes\"\n[[images.upstream]]\nmirrors = [\"https://r\"]\n", "auth"},
 	}
 	for _, tc := range cases {
 		c := Default()
