@@ -7,6 +7,7 @@
 package api
 
 import (
+	"canopy/keylock"
 	"context"
 	"fmt"
 	"log/slog"
@@ -114,7 +115,7 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics *metrics
-	locks   keyLocks
+	locks   keylock.Map // per Idempotency-Key
 
 	mu     sync.Mutex
 	routes []string // registered patterns

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 
 	"canopy/auth"
 	"canopy/ledger"
@@ -258,7 +256,7 @@ func (s *Server) mutate(w http.ResponseWriter, r *http.Request, key, hash string
 	prepare func() (Mutation, func(), error), render RenderFunc) error {
 	ctx := r.Context()
 	if key != "" {
-		unlock, err := s.locks.lock(ctx, key)
+		unlock, err := s.locks.Lock(ctx, key)
 		if err != nil {
 			return err
 		}
@@ -393,46 +391,4 @@ func prependRaw(obj []byte, names []string, values [][]byte) ([]byte, error) {
 	}
 	b.Write(bytes.TrimLeft(rest, " \t\r\n"))
 	return b.Bytes(), nil
-}
-
-// keyLocks serializes requests that carry the same Idempotency-Key.
-type keyLocks struct {
-	mu sync.Mutex
-	m  map[string]*keyLock
-}
-
-type keyLock struct {
-	ch    chan struct{} // holds a token while locked
-	users int           // holders and waiters; the entry is dropped at zero
-}
-
-// lock waits for the key's lock or for ctx to end.
-func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*keyLock{}
-	}
-	k := l.m[key]
-	if k == nil {
-		k = &keyLock{ch: make(chan struct{}, 1)}
-		l.m[key] = k
-	}
-	k.users++
-	l.mu.Unlock()
-
-	release := func() {
-		l.mu.Lock()
-		k.users--
-		if k.users == 0 {
-			delete(l.m, key)
-		}
-		l.mu.Unlock()
-	}
-	select {
-	case k.ch <- struct{}{}:
-		return func() { <-k.ch; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
 }

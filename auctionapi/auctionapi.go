@@ -5,6 +5,7 @@
 package auctionapi
 
 import (
+	"canopy/keylock"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -148,9 +149,9 @@ type handler struct {
 	randMu sync.Mutex
 	rand   io.Reader
 
-	openMu sync.Mutex // serializes lot openings (the id check and append)
-	locks  keyedMutex // per lot: judging and appending
-	judged judgeCache // per lot: what judging needs, under the lot lock
+	openMu sync.Mutex  // serializes lot openings (the id check and append)
+	locks  keylock.Map // per lot: judging and appending
+	judged judgeCache  // per lot: what judging needs, under the lot lock
 }
 
 func (h *handler) register(s *api.Server) {
@@ -187,7 +188,7 @@ func (h *handler) register(s *api.Server) {
 }
 
 func (h *handler) lockLot(r *http.Request) (func(), error) {
-	return h.locks.lock(r.Context(), r.PathValue("id"))
+	return h.locks.Lock(r.Context(), r.PathValue("id"))
 }
 
 func (h *handler) nowMs() int64 { return h.deps.Clock.Now().UnixMilli() }
@@ -232,47 +233,6 @@ func (h *handler) newID(prefix string) (string, error) {
 	}
 	ms := max(h.nowMs(), 0)
 	return fmt.Sprintf("%s-%012x_%0*x", prefix, ms&0xffffffffffff, idRandomDigits, binary.BigEndian.Uint32(b[:])), nil
-}
-
-// keyedMutex holds one lock per key, dropped when nobody holds or waits.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyLock
-}
-
-type keyLock struct {
-	ch    chan struct{}
-	users int
-}
-
-func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyLock{}
-	}
-	l := k.m[key]
-	if l == nil {
-		l = &keyLock{ch: make(chan struct{}, 1)}
-		k.m[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		l.users--
-		if l.users == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case l.ch <- struct{}{}:
-		var once sync.Once
-		return func() { once.Do(func() { <-l.ch; release() }) }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
 }
 
 // judgeState is what judging a lot's next bid needs, kept in memory so a

@@ -4,6 +4,7 @@
 package doorapi
 
 import (
+	"canopy/keylock"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -103,7 +104,7 @@ type doors struct {
 	// after the entry is appended.
 	mu      sync.Mutex
 	pending map[*http.Request]*ticketHold
-	tickets keyedMutex
+	tickets keylock.Map
 }
 
 type ticketHold struct{ unlock func() }
@@ -206,7 +207,7 @@ func (d *doors) holdTicket(r *http.Request, id string) error {
 	if h == nil {
 		return fmt.Errorf("doorapi: no lock slot for the scan request")
 	}
-	unlock, err := d.tickets.lock(r.Context(), id)
+	unlock, err := d.tickets.Lock(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -396,45 +397,4 @@ func (d *doors) listRevocations(w http.ResponseWriter, r *http.Request) error {
 		out.Revocations = append(out.Revocations, rv)
 	}
 	return api.WriteJSON(w, http.StatusOK, out)
-}
-
-// keyedMutex serializes holders of one key; the map entry is dropped when
-// the last holder or waiter leaves.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedLock
-}
-
-type keyedLock struct {
-	ch    chan struct{}
-	users int
-}
-
-func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedLock{}
-	}
-	l := k.m[key]
-	if l == nil {
-		l = &keyedLock{ch: make(chan struct{}, 1)}
-		k.m[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		l.users--
-		if l.users == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case l.ch <- struct{}{}:
-		return func() { <-l.ch; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
 }

@@ -6,6 +6,7 @@ package posapi
 
 import (
 	"bytes"
+	"canopy/keylock"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -80,7 +81,7 @@ type handler struct {
 	clock     ledger.Clock
 	rand      io.Reader
 	randMu    sync.Mutex
-	locks     keyedMutex
+	locks     keylock.Map
 }
 
 // newID returns a time-ordered id: prefix, 12 hex digits of Unix
@@ -159,52 +160,10 @@ func isManager(d *auth.Device) bool {
 	return d.Role == auth.RoleOrganizer || d.Role == auth.RoleAdmin
 }
 
-// keyedMutex serializes requests about one entity (an order, a SKU's
-// stock) on this node, so a read-check-append cannot interleave with
-// another one about the same entity.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedLock
-}
-
-type keyedLock struct {
-	ch    chan struct{}
-	users int
-}
-
-// lock waits for key's lock or for ctx to end.
-func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedLock{}
-	}
-	l := k.m[key]
-	if l == nil {
-		l = &keyedLock{ch: make(chan struct{}, 1)}
-		k.m[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case l.ch <- struct{}{}:
-		return func() { <-l.ch; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
-}
-
 // lockPath returns a MutationRoute.Lock that locks prefix + the path value.
 func (h *handler) lockPath(prefix, name string) func(r *http.Request) (func(), error) {
 	return func(r *http.Request) (func(), error) {
-		return h.locks.lock(r.Context(), prefix+r.PathValue(name))
+		return h.locks.Lock(r.Context(), prefix+r.PathValue(name))
 	}
 }
 
