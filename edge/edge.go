@@ -178,7 +178,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	e.Sync = &replica.Node{Event: ev, Journal: e.Journal, Store: st, Clock: clock, Logger: log, Stopping: e.stopping,
 		Registerer: reg, OnIngest: auctions.Ingested}
 	replica.Register(e.API, e.Sync)
-	if e.images, err = openImages(cfg.Images, log, reg); err != nil {
+	if e.images, err = openImages(cfg.Images, log, reg, revocation.NewGuard(verifier, st, ev.Slug)); err != nil {
 		return nil, err
 	}
 	if e.cache, err = openCache(cfg.Cache, log, reg); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"canopy/config"
 	"canopy/imagecache"
+	"canopy/revocation"
 )
 
 // imageRegistry is the image cache, served on its own listener.
@@ -25,13 +26,30 @@ type imageRegistry struct {
 
 // openImages starts the image cache when [images] listen is set (nil
 // otherwise). It needs no uplink. Its metrics join the edge's /metrics.
-func openImages(cfg config.ImagesConfig, log *slog.Logger, metrics prometheus.Registerer) (*imageRegistry, error) {
+// With [images] auth, a token request's password must be a device token of
+// the event that devices accepts (any role, not revoked).
+func openImages(cfg config.ImagesConfig, log *slog.Logger, metrics prometheus.Registerer, devices revocation.DeviceVerifier) (*imageRegistry, error) {
 	if cfg.Listen == "" {
 		return nil, nil
 	}
 	ups := make([]imagecache.Upstream, len(cfg.Upstream))
 	for i, u := range cfg.Upstream {
 		ups[i] = imagecache.Upstream{Prefix: u.Prefix, Mirrors: u.Mirrors, Username: u.Username, Password: u.Password, Token: u.Token}
+	}
+	pols := make([]imagecache.Policy, len(cfg.Policy))
+	for i, p := range cfg.Policy {
+		k, err := imagecache.LoadPublicKey(p.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("edge: images.policy %q: %w", p.Prefix, err)
+		}
+		pols[i] = imagecache.Policy{Prefix: p.Prefix, Key: k}
+	}
+	var la *imagecache.LocalAuth
+	if cfg.Auth {
+		la = &imagecache.LocalAuth{Verify: func(token string) error {
+			_, err := devices.VerifyDevice(token)
+			return err
+		}}
 	}
 	log = log.With("component", "imagecache")
 	c, err := imagecache.New(imagecache.Config{
@@ -40,6 +58,8 @@ func openImages(cfg config.ImagesConfig, log *slog.Logger, metrics prometheus.Re
 		TagDeadline:     cfg.TagDeadline.Duration,
 		UpstreamTimeout: cfg.UpstreamTimeout.Duration,
 		Upstreams:       ups,
+		Policies:        pols,
+		Auth:            la,
 		Logger:          log,
 		Metrics:         metrics,
 	})

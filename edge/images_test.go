@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"canopy/auth"
 	"canopy/config"
 	"canopy/edge"
 	"canopy/internal/testutil"
@@ -88,5 +90,55 @@ func TestImageCache(t *testing.T) {
 	}
 	if st, b, _ := get(e.ImagesURL() + "/v2/docker.io/app/blobs/" + bd.String()); st != 200 || string(b) != string(blob) {
 		t.Fatalf("offline blob: %d", st)
+	}
+}
+
+// TestImageCacheAuth: with [images] auth, the edge's registry issues pull
+// tokens for device tokens of its event only.
+func TestImageCacheAuth(t *testing.T) {
+	ev := testutil.NewEvent(t, "imagesauth")
+	cfg := ev.EdgeConfig(t, "edge-1", "")
+	cfg.Images = config.ImagesConfig{
+		Listen:   "127.0.0.1:0",
+		Auth:     true,
+		Upstream: []config.ImageUpstream{{Mirrors: []string{"http://127.0.0.1:1"}}},
+	}
+	e, err := edge.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	get := func(path, user, pass, bearer string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, e.ImagesURL()+path, nil)
+		if pass != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	if st, _ := get("/v2/", "", "", ""); st != http.StatusUnauthorized {
+		t.Fatalf("no token: %d", st)
+	}
+	other := testutil.NewEvent(t, "otherevent")
+	if st, b := get("/v2/token", "x", other.ValidToken(t, auth.RoleDoor), ""); st != http.StatusUnauthorized {
+		t.Fatalf("another event's device token: %d %s", st, b)
+	}
+	st, b := get("/v2/token", "x", ev.ValidToken(t, auth.RoleDoor), "")
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if st != http.StatusOK || json.Unmarshal(b, &tok) != nil || tok.Token == "" {
+		t.Fatalf("token: %d %s", st, b)
+	}
+	if st, b := get("/v2/", "", "", tok.Token); st != http.StatusOK {
+		t.Fatalf("with token: %d %s", st, b)
 	}
 }
