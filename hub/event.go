@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"canopy/reconcile"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -152,6 +153,9 @@ func (h *Hub) openEvent(ctx context.Context, le *loadedEvent) (*Event, error) {
 		Heartbeat: h.Config.Heartbeat, Stopping: h.stopping, Witness: ev.Witness,
 	}
 	replica.Register(ev.API, ev.Sync)
+	// The same reconciliation report as every edge's, byte for byte once
+	// they hold the same entries.
+	reconcile.Register(ev.API, h.Store, slug)
 	ok = true
 	return ev, nil
 }

@@ -155,6 +155,20 @@ func TestPartitionedEdgesConverge(t *testing.T) {
 	if rep.Counts["duplicate_idempotency_key"] != 1 || rep.Counts["double_entry"] != 1 {
 		t.Fatalf("report counts %v: want exactly one duplicate key and one double entry", rep.Counts)
 	}
+	// The hub serves the same report, byte for byte.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := do(t, "GET", hubURL+"/v1/reconciliation", f.org, "")
+		var hubRep report
+		json.Unmarshal(r.body, &hubRep)
+		if r.status == 200 && hubRep.Hash == rep.Hash {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub's report (%d) %s is not the edges' %s", r.status, hubRep.Hash, rep.Hash)
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the hub to converge
+	}
 	// Every acknowledged entry is on every edge.
 	for _, d := range edges {
 		for _, a := range acked {
