@@ -61,10 +61,42 @@ type CacheTTL struct {
 	TTL    Duration `toml:"ttl"`
 }
 
-// resolveCache checks the [cache] table (only when the cache is on).
+// TLSConfig is the [tls] table: when set, the edge cache's listener
+// serves HTTPS, with leaf certificates per site name issued by the event
+// CA in CADir (see canopy tls init), or with an operator's CertFile and
+// KeyFile, reloaded when they change.
+type TLSConfig struct {
+	CADir    string `toml:"ca_dir"`
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// Enabled reports whether the [tls] table asks for HTTPS.
+func (t TLSConfig) Enabled() bool { return t.CADir != "" || t.CertFile != "" || t.KeyFile != "" }
+
+func (t TLSConfig) check() error {
+	switch {
+	case !t.Enabled():
+		return nil
+	case t.CADir != "" && (t.CertFile != "" || t.KeyFile != ""):
+		return errors.New("config: tls: set either ca_dir or cert_file and key_file, not both")
+	case t.CADir == "" && (t.CertFile == "" || t.KeyFile == ""):
+		return errors.New("config: tls: cert_file and key_file go together")
+	}
+	return nil
+}
+
+// resolveCache checks the [cache] and [tls] tables (only when the cache
+// is on).
 func (c *Config) resolveCache() error {
 	cc := &c.Cache
+	if err := c.TLS.check(); err != nil {
+		return err
+	}
 	if cc.Listen == "" {
+		if c.TLS.Enabled() {
+			return errors.New("config: [tls] is set but the edge cache is off (no cache.listen)")
+		}
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(cc.Listen); err != nil {

@@ -32,6 +32,9 @@ ttl = "30m"
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"ftp://x\"]\n", "want http(s)://host[:port]"},
 		{"[cache]\nlisten = \"nope\"\n", "cache.listen"},
 		{"[cache]\nbogus = 1\n", "unknown key"},
+		{"[tls]\nca_dir = \"/x\"\n", "cache is off"},
+		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n[tls]\nca_dir = \"/x\"\ncert_file = \"/c\"\n", "not both"},
+		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n[tls]\ncert_file = \"/c\"\n", "go together"},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\nstrip_query = [\"*x\"]\n", "strip_query \"*x\""},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\nstrip_headers = [\"Host\"]\n", "strip_headers \"Host\""},
 	} {

@@ -24,6 +24,8 @@ type Config struct {
 	Images ImagesConfig `toml:"images"`
 	// Cache is the [cache] table: the edge cache (caching reverse proxy).
 	Cache CacheConfig `toml:"cache"`
+	// TLS is the [tls] table: HTTPS on the edge cache's listener.
+	TLS TLSConfig `toml:"tls"`
 }
 
 // NodeConfig is the [node] table.

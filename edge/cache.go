@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,21 +15,32 @@ import (
 
 	"canopy/config"
 	"canopy/edgecache"
+	"canopy/edgecache/localtls"
 )
 
 // edgeCache is the edge cache on its own listener, when [cache] listen is set.
 type edgeCache struct {
-	sites *edgecache.Sites
-	ln    net.Listener
-	srv   *http.Server
-	done  chan error
+	sites  *edgecache.Sites
+	scheme string // "https" with [tls], else "http"
+	ln     net.Listener
+	srv    *http.Server
+	done   chan error
 }
 
-// openCache opens the cache's store and sites and starts serving them,
-// with its metrics on reg. It returns nil when the cache is off.
-func openCache(cfg config.CacheConfig, log *slog.Logger, reg prometheus.Registerer) (*edgeCache, error) {
+// openCache opens the cache's store and sites and starts serving them
+// (over HTTPS when tlsCfg is set), with its metrics on reg. It returns nil
+// when the cache is off.
+func openCache(cfg config.CacheConfig, tlsCfg config.TLSConfig, log *slog.Logger, reg prometheus.Registerer) (*edgeCache, error) {
 	if cfg.Listen == "" {
 		return nil, nil
+	}
+	var names []string
+	for _, s := range cfg.Site {
+		names = append(names, s.Name)
+	}
+	serverTLS, err := cacheTLS(tlsCfg, names)
+	if err != nil {
+		return nil, err
 	}
 	st, err := edgecache.OpenStore(cfg.Dir, cfg.MaxBytes)
 	if err != nil {
@@ -59,10 +71,14 @@ func openCache(cfg config.CacheConfig, log *slog.Logger, reg prometheus.Register
 		}
 		handlers[s.Name] = h
 	}
-	c := &edgeCache{sites: edgecache.NewSites(handlers), done: make(chan error, 1)}
+	c := &edgeCache{sites: edgecache.NewSites(handlers), scheme: "http", done: make(chan error, 1)}
 	c.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("edge: cache listen on %s: %w", cfg.Listen, err)
+	}
+	if serverTLS != nil {
+		c.ln = tls.NewListener(c.ln, serverTLS)
+		c.scheme = "https"
 	}
 	c.srv = &http.Server{
 		Handler:           edgecache.Admin(st, c.sites.Names(), c.sites),
@@ -81,7 +97,35 @@ func (e *Edge) CacheURL() string {
 	if e.cache == nil {
 		return ""
 	}
-	return "http://" + e.cache.ln.Addr().String()
+	return e.cache.scheme + "://" + e.cache.ln.Addr().String()
+}
+
+// cacheTLS is the cache listener's TLS configuration from the [tls] table
+// (nil without one): leaves issued per site name by the event CA, or the
+// operator's certificate files, checked for changes at most once a second.
+func cacheTLS(t config.TLSConfig, names []string) (*tls.Config, error) {
+	var get func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	switch {
+	case t.CADir != "":
+		ca, err := localtls.LoadCA(t.CADir)
+		if err != nil {
+			return nil, fmt.Errorf("edge: tls: %w", err)
+		}
+		is, err := ca.NewIssuer(names, localtls.MaxLeafLifetime, nil)
+		if err != nil {
+			return nil, fmt.Errorf("edge: tls: %w", err)
+		}
+		get = is.GetCertificate
+	case t.CertFile != "":
+		fc, err := localtls.LoadFileCert(t.CertFile, t.KeyFile, time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("edge: tls: %w", err)
+		}
+		get = fc.GetCertificate
+	default:
+		return nil, nil
+	}
+	return &tls.Config{GetCertificate: get, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil
 }
 
 func (c *edgeCache) close(ctx context.Context) error {

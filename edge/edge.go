@@ -181,7 +181,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	if e.images, err = openImages(cfg.Images, log, reg, revocation.NewGuard(verifier, st, ev.Slug)); err != nil {
 		return nil, err
 	}
-	if e.cache, err = openCache(cfg.Cache, log, reg); err != nil {
+	if e.cache, err = openCache(cfg.Cache, cfg.TLS, log, reg); err != nil {
 		return nil, err
 	}
 	e.ln, err = net.Listen("tcp", cfg.Node.Listen)
