@@ -59,6 +59,32 @@ func TestSkopeoPull(t *testing.T) {
 
 	dst, _ := copyImage("team/app:v1")
 	check(dst)
+
+	// As users set it up: the cache as a mirror in registries.conf, the
+	// image named by its upstream registry (whose name does not resolve).
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	if err := os.WriteFile(conf, []byte(`[[registry]]
+prefix = "registry.canopy.test"
+location = "registry.canopy.test"
+[[registry.mirror]]
+location = "`+host+`"
+insecure = true
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	{
+		mdst := filepath.Join(t.TempDir(), "img")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := exec.CommandContext(ctx, skopeo, "--insecure-policy", "--registries-conf", conf, "copy",
+			"docker://registry.canopy.test/team/app:v1", "dir:"+mdst)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_RUNTIME_DIR="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("skopeo copy through the registries.conf mirror: %v\n%s", err, out)
+		}
+		check(mdst)
+	}
 	dst, _ = copyImage("team/app:v1-index") // the Docker list: skopeo picks this platform
 	check(dst)
 
