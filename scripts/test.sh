@@ -19,7 +19,7 @@ fi
 if [ "$(id -u)" != 0 ]; then
   echo "note: not root; the full-disk tests mount a tmpfs and need root (CI runs as root)" >&2
 fi
-./scripts/skopeo.sh  # a real registry client for imagecache's end-to-end test
+./scripts/skopeo.sh  # real registry clients (skopeo, containerd/ctr) for imagecache's end-to-end tests
 
 step "postgres"  # a throwaway server for store/postgres; stopped and deleted on exit
 trap '[ -z "${CANOPY_PG_DIR:-}" ] || ./scripts/postgres.sh stop' EXIT
