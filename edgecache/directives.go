@@ -139,6 +139,11 @@ func ParseRange(v string, size int64) ([]ByteRange, error) {
 		return nil, fmt.Errorf("range %q: want a bytes range", v)
 	}
 	var out []ByteRange
+	if strings.Trim(set, " \t,") == "" {
+		// A range-set needs at least one range-spec (RFC 9110 §14.1.1):
+		// this is invalid and ignored, not unsatisfiable.
+		return nil, fmt.Errorf("range %q: no ranges", v)
+	}
 	members := strings.Split(set, ",")
 	if len(members) > 100 {
 		return nil, fmt.Errorf("range: %d ranges is too many", len(members))

@@ -57,6 +57,13 @@ func validHeaderName(h string) bool {
 	return true
 }
 
+// overrideHeaders are always removed from requests: they are outside the
+// cache key, yet common origin frameworks let them rewrite the target,
+// host, scheme or method, so one client's value could be stored for all
+// (cache poisoning).
+var overrideHeaders = []string{"X-Original-Url", "X-Rewrite-Url", "X-Forwarded-Scheme", "X-Forwarded-Server",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Host", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
 // stripsParam reports whether a (decoded) query parameter name is stripped.
 func (s *stripper) stripsParam(name string) bool {
 	name = strings.ToLower(name)
@@ -76,6 +83,12 @@ func (s *stripper) stripsParam(name string) bool {
 // order and encoding.
 func (s *stripper) apply(r *http.Request) *http.Request {
 	strip := false
+	for _, h := range overrideHeaders {
+		if _, ok := r.Header[h]; ok {
+			strip = true
+			break
+		}
+	}
 	for _, h := range s.headers {
 		if _, ok := r.Header[h]; ok {
 			strip = true
@@ -104,6 +117,9 @@ func (s *stripper) apply(r *http.Request) *http.Request {
 		return r
 	}
 	out := r.Clone(r.Context())
+	for _, h := range overrideHeaders {
+		delete(out.Header, h)
+	}
 	for _, h := range s.headers {
 		delete(out.Header, h)
 	}
