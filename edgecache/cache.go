@@ -56,6 +56,13 @@ type Config struct {
 	// StripQuery are query parameters removed likewise: exact names, or
 	// a name prefix ending in "*" ("utm_*"), matched case-insensitively.
 	StripQuery []string
+	// Uplinks are the outbound paths to the origins, in order of
+	// preference (none: the system's routing). Requests use the first
+	// healthy one; a connection error or timeout through an uplink moves
+	// to the next at once, and a HEAD probe of the first origin through
+	// each uplink every ProbeInterval (default 2s) brings it back.
+	Uplinks       []Uplink
+	ProbeInterval time.Duration
 }
 
 // Handler is one site's caching reverse proxy.
@@ -126,15 +133,13 @@ func New(cfg Config) (*Handler, error) {
 		now:       cfg.Now,
 		backoff:   cfg.FailBackoff,
 		count:     &h.upstreamRequests,
-		rt: &http.Transport{
-			Proxy:                  nil,
-			DialContext:            (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:    cfg.DialTimeout * 2,
-			ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
-			MaxIdleConnsPerHost:    64,
-			IdleConnTimeout:        90 * time.Second,
-			MaxResponseHeaderBytes: 64 << 10,
-		},
+		rt:        newTransport(cfg, nil),
+	}
+	if len(cfg.Uplinks) > 0 {
+		if h.up.ups, err = newUplinks(cfg); err != nil {
+			return nil, err
+		}
+		go h.up.ups.run()
 	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -150,11 +155,23 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
+// UplinkHealth reports each configured uplink's health (true: up), in
+// configured order.
+func (h *Handler) UplinkHealth() []bool {
+	if h.up.ups == nil {
+		return nil
+	}
+	return h.up.ups.healthy()
+}
+
 // UpstreamRequests counts requests sent to origins (every attempt).
 func (h *Handler) UpstreamRequests() int64 { return h.upstreamRequests.Load() }
 
 // Close waits for background fills and revalidations to end (or ctx).
 func (h *Handler) Close(ctx context.Context) error {
+	if h.up.ups != nil {
+		h.up.ups.close() // stop probing; fills keep their connections
+	}
 	done := make(chan struct{})
 	go func() { h.bg.Wait(); close(done) }()
 	select {
@@ -807,8 +824,39 @@ type failover struct {
 	backoff   time.Duration
 	count     *atomic.Int64
 	failovers prometheus.Counter
+	ups       *uplinks // nil: no uplinks configured
 	mu        sync.Mutex
 	downUntil []time.Time
+}
+
+// send sends out through the healthy uplinks in order (or the plain
+// transport without uplinks): a connection error or timeout through one
+// marks it down and, when the request may be retried, moves to the next.
+func (fo *failover) send(out *http.Request, retryable bool) (*http.Response, error) {
+	if fo.ups == nil {
+		fo.count.Add(1)
+		return fo.rt.RoundTrip(out)
+	}
+	order := fo.ups.order()
+	var lastErr error
+	for n, s := range order {
+		fo.count.Add(1)
+		resp, err := s.rt.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		if out.Context().Err() != nil {
+			return nil, err
+		}
+		fo.ups.set(s, false)
+		if !retryable || n == len(order)-1 {
+			break
+		}
+		s.failovers.Inc()
+		out = out.Clone(out.Context())
+	}
+	return nil, lastErr
 }
 
 func (fo *failover) order() []int {
@@ -844,8 +892,7 @@ func (fo *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		out := req.Clone(req.Context())
 		out.URL.Scheme, out.URL.Host = fo.origins[i].Scheme, fo.origins[i].Host
 		out.Host = ""
-		fo.count.Add(1)
-		resp, err := fo.rt.RoundTrip(out)
+		resp, err := fo.send(out, retryable)
 		last := n == len(order)-1
 		if err == nil {
 			switch resp.StatusCode {

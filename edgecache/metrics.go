@@ -13,6 +13,9 @@ type Metrics struct {
 	coalesced *prometheus.CounterVec // requests that joined another's origin fetch
 	bytes     *prometheus.CounterVec // body bytes sent to clients, by source (cache, upstream)
 	failovers *prometheus.CounterVec // moves from a failed origin to the next
+
+	uplinkUp        *prometheus.GaugeVec   // 1 while an uplink is healthy
+	uplinkFailovers *prometheus.CounterVec // moves from a failed uplink to the next
 }
 
 // NewMetrics creates the metrics and registers them, with the store's
@@ -43,11 +46,19 @@ func NewMetrics(reg prometheus.Registerer, st *Store) *Metrics {
 			Name: "canopy_edgecache_upstream_failovers_total",
 			Help: "Times a request moved on from a failed origin (error, timeout, 502/503/504) to the next.",
 		}, []string{"site"}),
+		uplinkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "canopy_edgecache_uplink_up",
+			Help: "1 while an uplink is healthy (its last probe or request through it succeeded), else 0.",
+		}, []string{"site", "uplink"}),
+		uplinkFailovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_edgecache_uplink_failovers_total",
+			Help: "Times a request moved on from a failed uplink (connection error or timeout) to the next.",
+		}, []string{"site", "uplink"}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.hits, m.misses, m.stale, m.coalesced, m.bytes, m.failovers)
+	reg.MustRegister(m.hits, m.misses, m.stale, m.coalesced, m.bytes, m.failovers, m.uplinkUp, m.uplinkFailovers)
 	if st != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
