@@ -13,6 +13,7 @@ import (
 const (
 	defaultCacheHeaderTimeout = 5 * time.Second
 	maxCacheHeaderTimeout     = 5 * time.Minute
+	defaultCacheProbeInterval = 2 * time.Second
 )
 
 // CacheConfig is the [cache] table: the edge cache (an RFC 9111 caching
@@ -26,8 +27,33 @@ type CacheConfig struct {
 	MaxBytes int64 `toml:"max_bytes"`
 	// ResponseHeaderTimeout bounds each origin's answer (default 5s).
 	ResponseHeaderTimeout Duration `toml:"response_header_timeout"`
+	// Uplink lists the outbound paths to the origins in order of
+	// preference, for sites without their own list (none: the system's
+	// routing).
+	Uplink []CacheUplink `toml:"uplink"`
+	// ProbeInterval is how often each uplink is probed (default 2s).
+	ProbeInterval Duration `toml:"probe_interval"`
 	// Site lists the cached sites, chosen by Host header.
 	Site []CacheSite `toml:"site"`
+}
+
+// CacheUplink is one [[cache.uplink]] or [[cache.site.uplink]] table: an
+// outbound source address, or a network interface whose address is used.
+type CacheUplink struct {
+	// Name labels it in metrics (default: the source or interface).
+	Name      string `toml:"name"`
+	Source    string `toml:"source"`
+	Interface string `toml:"interface"`
+}
+
+func (u CacheUplink) check(where string) error {
+	switch {
+	case (u.Source == "") == (u.Interface == ""):
+		return fmt.Errorf("config: %s uplink %q: set exactly one of source (an IP address) and interface", where, u.Name)
+	case u.Source != "" && net.ParseIP(u.Source) == nil:
+		return fmt.Errorf("config: %s uplink source %q: want an IP address", where, u.Source)
+	}
+	return nil
 }
 
 // CacheSite is one [[cache.site]] table.
@@ -45,6 +71,8 @@ type CacheSite struct {
 	// StripQuery are query parameters removed likewise: exact names or a
 	// prefix ending in "*"; unset: DefaultStripQuery (tracking ids).
 	StripQuery []string `toml:"strip_query"`
+	// Uplink overrides [[cache.uplink]] for this site; unset: those.
+	Uplink []CacheUplink `toml:"uplink"`
 }
 
 // DefaultStripHeaders are the client-address headers a site strips when
@@ -120,6 +148,17 @@ func (c *Config) resolveCache() error {
 	if len(cc.Site) == 0 {
 		return errors.New("config: cache.listen is set but there is no [[cache.site]]")
 	}
+	if cc.ProbeInterval.Duration == 0 {
+		cc.ProbeInterval.Duration = defaultCacheProbeInterval
+	}
+	if d := cc.ProbeInterval.Duration; d < 10*time.Millisecond || d > time.Hour {
+		return fmt.Errorf("config: cache.probe_interval %v: want 10ms..1h", d)
+	}
+	for _, u := range cc.Uplink {
+		if err := u.check("cache"); err != nil {
+			return err
+		}
+	}
 	seen := map[string]bool{}
 	for i, s := range cc.Site {
 		name := strings.ToLower(s.Name)
@@ -138,6 +177,14 @@ func (c *Config) resolveCache() error {
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 				return fmt.Errorf("config: cache.site %q: origin %q: want http(s)://host[:port]", s.Name, o)
 			}
+		}
+		for _, u := range s.Uplink {
+			if err := u.check(fmt.Sprintf("cache.site %q", s.Name)); err != nil {
+				return err
+			}
+		}
+		if s.Uplink == nil {
+			cc.Site[i].Uplink = append([]CacheUplink(nil), cc.Uplink...)
 		}
 		if s.StripHeaders == nil {
 			cc.Site[i].StripHeaders = append([]string(nil), DefaultStripHeaders...)

@@ -61,7 +61,12 @@ func openCache(cfg config.CacheConfig, tlsCfg config.TLSConfig, log *slog.Logger
 		for _, t := range s.TTL {
 			ttl = append(ttl, edgecache.TTLRule{Prefix: t.Prefix, TTL: t.TTL.Duration})
 		}
+		var ups []edgecache.Uplink
+		for _, u := range s.Uplink {
+			ups = append(ups, edgecache.Uplink{Name: u.Name, Source: u.Source, Interface: u.Interface})
+		}
 		h, err := edgecache.New(edgecache.Config{
+			Uplinks: ups, ProbeInterval: cfg.ProbeInterval.Duration,
 			Name: s.Name, Origins: origins, Store: st, TTL: ttl,
 			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout.Duration, Logger: log, Metrics: metrics,
 			StripHeaders: s.StripHeaders, StripQuery: s.StripQuery,
