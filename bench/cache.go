@@ -52,7 +52,7 @@ type CacheResult struct {
 	RequestsSec float64 `json:"requests_per_sec"`
 	P99Ms       float64 `json:"p99_ms"`
 	Requests    int64   `json:"requests"`
-	Errors      int64   `json:"errors"`         // socket errors and non-2xx/3xx responses
+	Errors      int64   `json:"errors"`          // socket errors and non-2xx/3xx responses
 	OriginReqs  int64   `json:"origin_requests"` // what reached the origin during the run
 }
 
