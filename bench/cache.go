@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -465,21 +464,4 @@ func medianFloat(v []float64) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}
-
-// errNoTool tells a caller a benchmark's external tool is missing.
-var errNoTool = errors.New("tool not installed")
-
-// CacheToolsMissing reports which of nginx and wrk are not on PATH.
-func CacheToolsMissing() error {
-	var missing []string
-	for _, t := range []string{"nginx", "wrk"} {
-		if _, err := exec.LookPath(t); err != nil {
-			missing = append(missing, t)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s", errNoTool, strings.Join(missing, ", "))
-	}
-	return nil
 }
