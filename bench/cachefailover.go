@@ -31,7 +31,8 @@ type CacheFailoverOptions struct {
 	// so the primary returns quickly between trials).
 	ProbeInterval time.Duration
 	// ResponseHeaderTimeout is the cache's per-attempt header timeout
-	// (default 500ms), which bounds failover away from a hung uplink.
+	// (default 5s, as in [cache]); a hung uplink is left sooner, by its
+	// stall probe.
 	ResponseHeaderTimeout time.Duration
 }
 
@@ -77,7 +78,7 @@ func RunCacheFailover(ctx context.Context, w io.Writer, o CacheFailoverOptions) 
 		o.ProbeInterval = 100 * time.Millisecond
 	}
 	if o.ResponseHeaderTimeout <= 0 {
-		o.ResponseHeaderTimeout = 500 * time.Millisecond
+		o.ResponseHeaderTimeout = 5 * time.Second
 	}
 	if o.Dir == "" {
 		o.Dir = "."

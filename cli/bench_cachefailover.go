@@ -23,7 +23,7 @@ func runBenchCacheFailover(ctx context.Context, e *env, args []string) error {
 	trials := fs.Int("trials", 50, "trials per mode")
 	modes := fs.String("modes", "refuse,hang", "how the primary uplink dies: refuse (connections closed and refused), hang (accepted, never answered)")
 	probe := fs.Duration("probe-interval", 100*time.Millisecond, "the cache's uplink probe interval")
-	header := fs.Duration("response-header-timeout", 500*time.Millisecond, "the cache's per-attempt response header timeout")
+	header := fs.Duration("response-header-timeout", 5*time.Second, "the cache's per-attempt response header timeout (the [cache] default)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}

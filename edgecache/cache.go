@@ -841,7 +841,7 @@ func (fo *failover) send(out *http.Request, retryable bool) (*http.Response, err
 	var lastErr error
 	for n, s := range order {
 		fo.count.Add(1)
-		resp, err := s.rt.RoundTrip(out)
+		resp, err := fo.ups.roundTrip(s, out, retryable)
 		if err == nil {
 			return resp, nil
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,8 +93,15 @@ type uplinkState struct {
 	rt        *http.Transport
 	up        prometheus.Gauge
 	failovers prometheus.Counter
-	healthy   bool // guarded by uplinks.mu
+	healthy   bool        // guarded by uplinks.mu
+	probing   atomic.Bool // a stall probe is running
 }
+
+// stallAfter is how long a request may wait on an uplink before that
+// uplink is probed out of turn, so a path that went silent (blackholed,
+// or accepting and never answering) is abandoned by new requests within
+// about 1 s instead of after response_header_timeout.
+const stallAfter = 400 * time.Millisecond
 
 // uplinks is a site's ordered uplinks: requests use the first healthy
 // one; an uplink is marked down by a connection error or timeout through
@@ -227,20 +235,70 @@ func (us *uplinks) run() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				us.set(s, us.probeOnce(s))
+				us.set(s, us.probeOnce(s, min(us.every, time.Second)))
 			}()
 		}
 		wg.Wait()
 	}
 }
 
+// errStalled ends an attempt through an uplink that a stall probe found
+// down, so the request moves on to the next uplink.
+var errStalled = errors.New("edgecache: uplink stalled and failed its probe")
+
+// roundTrip sends out through s. When it waits stallAfter, s is probed
+// out of turn; if the probe fails, a retryable attempt is abandoned (and
+// the caller moves on to the next uplink) instead of waiting out the
+// response header timeout.
+func (us *uplinks) roundTrip(s *uplinkState, out *http.Request, retryable bool) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(out.Context())
+	var mu sync.Mutex
+	done := false
+	stall := time.AfterFunc(stallAfter, func() {
+		us.stalled(s)
+		mu.Lock()
+		defer mu.Unlock()
+		if !done && retryable && !us.isHealthy(s) {
+			cancel(errStalled)
+		}
+	})
+	resp, err := s.rt.RoundTrip(out.WithContext(ctx))
+	stall.Stop()
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	if context.Cause(ctx) == errStalled {
+		if err == nil {
+			resp.Body.Close()
+		}
+		return nil, errStalled
+	}
+	if err != nil {
+		cancel(err)
+	}
+	return resp, err
+}
+
+func (us *uplinks) isHealthy(s *uplinkState) bool {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	return s.healthy
+}
+
+// stalled probes s now (unless a stall probe of it is running), with a
+// timeout of stallAfter: a request through it has waited stallAfter, so
+// a silent path is marked down 2×stallAfter after a request met it.
+func (us *uplinks) stalled(s *uplinkState) {
+	if !s.probing.CompareAndSwap(false, true) {
+		return
+	}
+	defer s.probing.Store(false)
+	us.set(s, us.probeOnce(s, stallAfter))
+}
+
 // probeOnce sends the probe through s: any HTTP answer below 500 on a new
 // connection counts as healthy.
-func (us *uplinks) probeOnce(s *uplinkState) bool {
-	timeout := us.every
-	if timeout > time.Second {
-		timeout = time.Second
-	}
+func (us *uplinks) probeOnce(s *uplinkState, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	go func() {

@@ -74,21 +74,31 @@ func (c *trackedConn) Close() error {
 // uplinkRig is a handler with uplinks 127.0.0.2 (named primary) and
 // 127.0.0.3 in front of an origin that can refuse either.
 type uplinkRig struct {
-	h   *Handler
-	url string
-	rl  *refusing
-	reg *prometheus.Registry
+	hang    sync.Map      // source address → true: its requests hang
+	release chan struct{} // closed at cleanup: hung requests end
+	h       *Handler
+	url     string
+	rl      *refusing
+	reg     *prometheus.Registry
 }
 
-func newUplinkRig(t *testing.T, probe time.Duration) *uplinkRig {
+func newUplinkRig(t *testing.T, probe, headerTimeout time.Duration) *uplinkRig {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rl := &refusing{Listener: ln, refused: map[string]bool{}, open: map[net.Conn]string{}}
+	rig := &uplinkRig{release: make(chan struct{})}
 	osrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if _, ok := rig.hang.Load(host); ok {
+			select {
+			case <-rig.release:
+			case <-r.Context().Done():
+			}
+			return
+		}
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprint(w, "via "+host)
 	}))
@@ -104,7 +114,7 @@ func newUplinkRig(t *testing.T, probe time.Duration) *uplinkRig {
 	reg := prometheus.NewPedanticRegistry()
 	h, err := New(Config{
 		Name: "s", Origins: []*url.URL{ou}, Store: st, Metrics: NewMetrics(reg, st),
-		DialTimeout: 200 * time.Millisecond, ResponseHeaderTimeout: 300 * time.Millisecond,
+		DialTimeout: 200 * time.Millisecond, ResponseHeaderTimeout: headerTimeout,
 		Uplinks:       []Uplink{{Name: "primary", Source: "127.0.0.2"}, {Source: "127.0.0.3"}},
 		ProbeInterval: probe,
 	})
@@ -120,7 +130,9 @@ func newUplinkRig(t *testing.T, probe time.Duration) *uplinkRig {
 			t.Error(err)
 		}
 	})
-	return &uplinkRig{h: h, url: srv.URL, rl: rl, reg: reg}
+	t.Cleanup(func() { close(rig.release) }) // first: hung requests end
+	rig.h, rig.url, rig.rl, rig.reg = h, srv.URL, rl, reg
+	return rig
 }
 
 func (r *uplinkRig) metric(t *testing.T, name string) float64 {
@@ -132,7 +144,7 @@ func (r *uplinkRig) metric(t *testing.T, name string) float64 {
 // over to the secondary at once (passive detection), and new requests
 // skip the primary.
 func TestUplinkPassiveFailover(t *testing.T) {
-	r := newUplinkRig(t, time.Hour)
+	r := newUplinkRig(t, time.Hour, 300*time.Millisecond)
 	if _, body := get(t, r.url+"/a"); body != "via 127.0.0.2" {
 		t.Fatalf("before failure: %q, want via the primary 127.0.0.2", body)
 	}
@@ -164,7 +176,7 @@ func TestUplinkPassiveFailover(t *testing.T) {
 // The probes mark a dead primary down and bring it back once it answers
 // again; requests then return to it.
 func TestUplinkProbeReturnsToPrimary(t *testing.T) {
-	r := newUplinkRig(t, 50*time.Millisecond)
+	r := newUplinkRig(t, 50*time.Millisecond, 300*time.Millisecond)
 	if _, body := get(t, r.url+"/a"); body != "via 127.0.0.2" {
 		t.Fatalf("before failure: %q, want via the primary 127.0.0.2", body)
 	}
@@ -189,7 +201,7 @@ func TestUplinkProbeReturnsToPrimary(t *testing.T) {
 // With every uplink refused, the request fails (502) within its
 // timeouts rather than hanging, and both are marked down.
 func TestUplinkAllDown(t *testing.T) {
-	r := newUplinkRig(t, time.Hour)
+	r := newUplinkRig(t, time.Hour, 300*time.Millisecond)
 	r.rl.refuse("127.0.0.2", true)
 	r.rl.refuse("127.0.0.3", true)
 	start := time.Now()
@@ -199,6 +211,28 @@ func TestUplinkAllDown(t *testing.T) {
 	}
 	if got := r.h.UplinkHealth(); got[0] || got[1] {
 		t.Fatalf("health: %v, want both down", got)
+	}
+}
+
+// A primary that goes silent (accepts, never answers) while the response
+// header timeout is long: a request stalled on it probes it out of turn
+// and, the probe failing, moves on to the secondary within 1 s.
+func TestUplinkStallProbe(t *testing.T) {
+	r := newUplinkRig(t, time.Hour, 10*time.Second)
+	if _, body := get(t, r.url+"/a"); body != "via 127.0.0.2" {
+		t.Fatalf("before failure: %q", body)
+	}
+	r.hang.Store("127.0.0.2", true)
+	start := time.Now()
+	resp, body := get(t, r.url+"/stuck")
+	if took := time.Since(start); resp.StatusCode != 200 || body != "via 127.0.0.3" || took > time.Second {
+		t.Fatalf("the request that met the silent primary: %d %q after %v, want 200 via 127.0.0.3 within 1s", resp.StatusCode, body, took)
+	}
+	if r.h.UplinkHealth()[0] {
+		t.Fatal("the silent primary is still marked up")
+	}
+	if _, body := get(t, r.url+"/b"); body != "via 127.0.0.3" {
+		t.Fatalf("a new request: %q, want via 127.0.0.3", body)
 	}
 }
 
