@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,8 +92,10 @@ type uplinkState struct {
 	rt        *http.Transport
 	up        prometheus.Gauge
 	failovers prometheus.Counter
-	healthy   bool        // guarded by uplinks.mu
-	probing   atomic.Bool // a stall probe is running
+	healthy   bool // guarded by uplinks.mu
+
+	stallMu  sync.Mutex // one stall probe at a time; others wait for it
+	stallEnd time.Time  // when the last stall probe ended
 }
 
 // stallAfter is how long a request may wait on an uplink before that
@@ -285,15 +286,18 @@ func (us *uplinks) isHealthy(s *uplinkState) bool {
 	return s.healthy
 }
 
-// stalled probes s now (unless a stall probe of it is running), with a
-// timeout of stallAfter: a request through it has waited stallAfter, so
-// a silent path is marked down 2×stallAfter after a request met it.
+// stalled probes s now with a timeout of stallAfter (a request through it
+// has waited stallAfter), so a silent path is marked down 2×stallAfter
+// after a request met it. Requests stalled at once share one probe, and
+// one that ended less than stallAfter ago is not repeated.
 func (us *uplinks) stalled(s *uplinkState) {
-	if !s.probing.CompareAndSwap(false, true) {
+	s.stallMu.Lock()
+	defer s.stallMu.Unlock()
+	if time.Since(s.stallEnd) < stallAfter {
 		return
 	}
-	defer s.probing.Store(false)
 	us.set(s, us.probeOnce(s, stallAfter))
+	s.stallEnd = time.Now()
 }
 
 // probeOnce sends the probe through s: any HTTP answer below 500 on a new
