@@ -238,7 +238,9 @@ func TestUplinkStallProbe(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			b, _ := io.ReadAll(resp.Body)
-			if took := time.Since(start); resp.StatusCode != 200 || string(b) != "via 127.0.0.3" || took > time.Second {
+			// The stall probe moves requests on after ~0.8 s; the bound leaves
+			// room for a loaded CI machine (bench cache-failover measures it).
+			if took := time.Since(start); resp.StatusCode != 200 || string(b) != "via 127.0.0.3" || took > 2*time.Second {
 				errs <- fmt.Sprintf("%d %q after %v", resp.StatusCode, b, took)
 			}
 		}()
