@@ -33,7 +33,6 @@ import (
 	"canopy/replica"
 	"canopy/revocation"
 	"canopy/salesreport"
-	"canopy/store"
 	"canopy/store/sqlite"
 	"canopy/viewset"
 )
@@ -146,8 +145,8 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 		Event:        ev.Slug,
 		Verifier:     revocation.NewGuard(verifier, st, ev.Slug), // a revoked device token is refused on every call
 		Appender:     e.Journal,
-		Log:          &logReader{j: e.Journal, st: st},
-		Views:        viewReader{st: st, event: ev.Slug},
+		Log:          e.Journal.AuditLog(),
+		Views:        e.Journal.ViewReader(),
 		Ready:        e.ready,
 		Registerer:   reg,
 		Gatherer:     reg,
@@ -290,55 +289,6 @@ func (e *Edge) closeParts(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// logReader serves the audit endpoints from the journal and the store.
-type logReader struct {
-	j  *journal.Journal
-	st store.Store
-}
-
-func (l *logReader) Node() ledger.NodeID { return l.j.Node() }
-
-func (l *logReader) Checkpoint(ctx context.Context) ([]byte, error) {
-	cp, ok := l.j.Checkpoint()
-	if !ok {
-		return nil, fmt.Errorf("no checkpoint signed yet: %w", store.ErrNotFound)
-	}
-	return cp.Note, nil
-}
-
-func (l *logReader) Entries(ctx context.Context, node ledger.NodeID, from, to uint64, limit int) ([]*ledger.Entry, error) {
-	ss, err := l.st.Entries(ctx, l.j.Event(), node, from, to, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*ledger.Entry, len(ss))
-	for i, s := range ss {
-		out[i] = s.Entry
-	}
-	return out, nil
-}
-
-func (l *logReader) Entry(ctx context.Context, node ledger.NodeID, seq uint64) (*ledger.Entry, error) {
-	ss, err := l.st.Entries(ctx, l.j.Event(), node, seq, seq, 1)
-	if err != nil {
-		return nil, err
-	}
-	if len(ss) == 0 {
-		return nil, fmt.Errorf("entry %s/%d: %w", node, seq, store.ErrNotFound)
-	}
-	return ss[0].Entry, nil
-}
-
-// viewReader reads one event's views.
-type viewReader struct {
-	st    store.Store
-	event string
-}
-
-func (v viewReader) View(ctx context.Context, view, key string) ([]byte, error) {
-	return v.st.View(ctx, v.event, view, key)
 }
 
 // fingerprintKey derives the idempotency fingerprint key from the node's

@@ -14,7 +14,6 @@ import (
 	"canopy/api"
 	"canopy/auth"
 	"canopy/journal"
-	"canopy/ledger"
 	"canopy/replica"
 	"canopy/revocation"
 	"canopy/store"
@@ -131,8 +130,8 @@ func (h *Hub) openEvent(ctx context.Context, le *loadedEvent) (*Event, error) {
 		Event:        slug,
 		Verifier:     revocation.NewGuard(verifier, h.Store, slug),
 		Appender:     j,
-		Log:          &logReader{j: j, st: h.Store},
-		Views:        viewReader{st: h.Store, event: slug},
+		Log:          j.AuditLog(),
+		Views:        j.ViewReader(),
 		Ready:        ev.ready,
 		Registerer:   reg,
 		Gatherer:     h.registry,
@@ -158,55 +157,6 @@ func (h *Hub) openEvent(ctx context.Context, le *loadedEvent) (*Event, error) {
 	reconcile.Register(ev.API, h.Store, slug)
 	ok = true
 	return ev, nil
-}
-
-// logReader serves the audit endpoints from the journal and the store.
-type logReader struct {
-	j  *journal.Journal
-	st store.Store
-}
-
-func (l *logReader) Node() ledger.NodeID { return l.j.Node() }
-
-func (l *logReader) Checkpoint(ctx context.Context) ([]byte, error) {
-	cp, ok := l.j.Checkpoint()
-	if !ok {
-		return nil, fmt.Errorf("no checkpoint signed yet: %w", store.ErrNotFound)
-	}
-	return cp.Note, nil
-}
-
-func (l *logReader) Entries(ctx context.Context, node ledger.NodeID, from, to uint64, limit int) ([]*ledger.Entry, error) {
-	ss, err := l.st.Entries(ctx, l.j.Event(), node, from, to, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*ledger.Entry, len(ss))
-	for i, s := range ss {
-		out[i] = s.Entry
-	}
-	return out, nil
-}
-
-func (l *logReader) Entry(ctx context.Context, node ledger.NodeID, seq uint64) (*ledger.Entry, error) {
-	ss, err := l.st.Entries(ctx, l.j.Event(), node, seq, seq, 1)
-	if err != nil {
-		return nil, err
-	}
-	if len(ss) == 0 {
-		return nil, fmt.Errorf("entry %s/%d: %w", node, seq, store.ErrNotFound)
-	}
-	return ss[0].Entry, nil
-}
-
-// viewReader reads one event's views.
-type viewReader struct {
-	st    store.Store
-	event string
-}
-
-func (v viewReader) View(ctx context.Context, view, key string) ([]byte, error) {
-	return v.st.View(ctx, v.event, view, key)
 }
 
 // AddEvent installs an event in a hub's data directory: it copies the

@@ -321,8 +321,13 @@ func (s *Store) ViewRows(ctx context.Context, event, view string) ([]store.ViewR
 	}
 	defer s.leave()
 	rows, err := s.rs.viewRows.QueryContext(ctx, event, view)
+	return collectViewRows(rows, err, view, "view rows")
+}
+
+// collectViewRows reads (key, value) rows of one view and closes them.
+func collectViewRows(rows *sql.Rows, err error, view, op string) ([]store.ViewRow, error) {
 	if err != nil {
-		return nil, classify("view rows", err)
+		return nil, classify(op, err)
 	}
 	defer rows.Close()
 	var out []store.ViewRow
@@ -330,7 +335,7 @@ func (s *Store) ViewRows(ctx context.Context, event, view string) ([]store.ViewR
 		var key string
 		var v []byte
 		if err := rows.Scan(&key, &v); err != nil {
-			return nil, classify("view rows", err)
+			return nil, classify(op, err)
 		}
 		if v == nil {
 			v = []byte{}
@@ -338,7 +343,7 @@ func (s *Store) ViewRows(ctx context.Context, event, view string) ([]store.ViewR
 		out = append(out, store.ViewRow{View: view, Key: key, Value: v})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify("view rows", err)
+		return nil, classify(op, err)
 	}
 	return out, nil
 }
@@ -354,26 +359,7 @@ func (s *Store) ViewPage(ctx context.Context, event, view, after string, limit i
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT key, value FROM views WHERE event = ? AND view = ? AND key > ? ORDER BY key LIMIT ?`,
 		event, view, after, limit)
-	if err != nil {
-		return nil, classify("view page", err)
-	}
-	defer rows.Close()
-	var out []store.ViewRow
-	for rows.Next() {
-		var key string
-		var v []byte
-		if err := rows.Scan(&key, &v); err != nil {
-			return nil, classify("view page", err)
-		}
-		if v == nil {
-			v = []byte{}
-		}
-		out = append(out, store.ViewRow{View: view, Key: key, Value: v})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify("view page", err)
-	}
-	return out, nil
+	return collectViewRows(rows, err, view, "view page")
 }
 
 // readViewsChunk bounds the rows one ReadViews statement asks for.
