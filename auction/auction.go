@@ -48,7 +48,12 @@ type Bid struct {
 	Paddle string `json:"paddle"` // the bidder: a bidder token's device name, or a floor paddle
 	Amount int64  `json:"amount"`
 	// Intent marks a bid an edge recorded without reaching the home edge.
-	Intent bool   `json:"intent,omitempty"`
+	Intent bool `json:"intent,omitempty"`
+	// Via is, on a bid the home edge accepted from another edge's forward,
+	// the node id of that edge. If the forward timed out there after all,
+	// that edge also recorded the bid as an intent with the same ID; the
+	// replay counts the bid once (see ReasonJudgedAtHome).
+	Via    string `json:"via,omitempty"`
 	Device string `json:"device"`
 }
 
@@ -88,6 +93,10 @@ const (
 	ReasonBelowStart     = "below_start_price"
 	ReasonClosed         = "lot_closed"
 	ReasonUnknownLot     = "unknown_lot"
+	// ReasonJudgedAtHome: an intent whose forward reached the home edge
+	// after all — the home edge's entry for the same bid (same ID, paddle
+	// and amount, Via the intent's author) is the one that counts.
+	ReasonJudgedAtHome = "judged_at_home"
 )
 
 // Row is the lots view's row.
@@ -219,11 +228,14 @@ func (r *Row) replay() {
 		return
 	}
 	r.ClosesAt = r.Lot.ClosesAt
+	judged := judgedAtHome(r.Bids)
 	for i := range r.Bids {
 		b := &r.Bids[i]
 		t := b.HLC.Wall
 		closed := t >= r.ClosesAt || (r.Closed != nil && !b.less(*r.Closed))
 		switch {
+		case b.Intent && judged[forwardOf(b.Entry.Node.String(), &b.Bid)]:
+			b.Accepted, b.Reason = false, ReasonJudgedAtHome
 		case closed:
 			b.Accepted, b.Reason = false, ReasonClosed
 		case r.High == nil && b.Amount < r.Lot.StartPrice:
@@ -240,4 +252,31 @@ func (r *Row) replay() {
 		}
 	}
 	r.IntentWon = r.High != nil && r.High.Intent
+}
+
+// forward identifies one forwarded bid: the forwarding node, the bid ID it
+// chose, and what was bid.
+type forward struct {
+	via, id, paddle string
+	amount          int64
+}
+
+func forwardOf(via string, b *Bid) forward {
+	return forward{via: via, id: b.ID, paddle: b.Paddle, amount: b.Amount}
+}
+
+// judgedAtHome returns the forwarded bids the home edge recorded (bids with
+// Via set), so that the forwarding edge's intent for the same bid is not
+// counted twice. It depends only on the set of bids, not their order.
+func judgedAtHome(bids []BidFact) map[forward]bool {
+	var m map[forward]bool
+	for i := range bids {
+		if b := &bids[i]; !b.Intent && b.Via != "" {
+			if m == nil {
+				m = map[forward]bool{}
+			}
+			m[forwardOf(b.Via, &b.Bid)] = true
+		}
+	}
+	return m
 }

@@ -189,3 +189,73 @@ func TestEqualBidsEarlierWins(t *testing.T) {
 		}
 	})
 }
+
+// TestForwardedBidCountsOnce: a bid the home edge accepted from a forward
+// that timed out at the forwarding edge, which then also recorded it as an
+// intent, counts once — the home edge's entry — in any arrival order. An
+// intent that only looks alike (another node, ID, paddle or amount) still
+// counts as an intent.
+func TestForwardedBidCountsOnce(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		home := &author{key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))}
+		away := &author{key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32))}
+		other := &author{key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))}
+		awayID := ledger.NodeIDOf(away.key.Public().(ed25519.PublicKey)).String()
+		lot := auction.Lot{ID: "L", StartPrice: 100, Increment: 10, ClosesAt: 10_000}
+		fwd := auction.Bid{Lot: "L", ID: "bid-1", Paddle: "p7", Amount: 300}
+		atHome := fwd
+		atHome.Via = awayID
+		intent := fwd
+		intent.Intent = true
+		// The intent is stamped after the home edge's entry (the forward
+		// arrived there first) or before it (clock differences).
+		iw := int64(rapid.IntRange(40, 60).Draw(t, "intent wall"))
+		es := []store.Stored{
+			home.sign(t, 1, auction.KindOpened, lot, "L"),
+			home.sign(t, 50, auction.KindBid, atHome, "L"),
+			away.sign(t, iw, auction.KindBid, intent, "L"),
+		}
+		// Look-alikes that are not the same forwarded bid.
+		var alike auction.Bid
+		var by *author
+		switch rapid.IntRange(0, 3).Draw(t, "look-alike") {
+		case 0:
+			alike, by = intent, other // another node's intent with the same ID
+		case 1:
+			alike, by = intent, away
+			alike.ID = "bid-2"
+		case 2:
+			alike, by = intent, away
+			alike.Amount = 400
+			alike.ID = "bid-3"
+		case 3:
+			alike, by = intent, away
+			alike.Paddle, alike.ID = "p8", "bid-4"
+		}
+		es = append(es, by.sign(t, 70, auction.KindBid, alike, "L"))
+		row, raw := fold(t, es)
+		_, again := fold(t, rapid.Permutation(es).Draw(t, "perm"))
+		if !bytes.Equal(raw, again) {
+			t.Fatalf("arrival order changed the row")
+		}
+		counted := 0
+		for _, b := range row.Bids {
+			switch {
+			case b.Entry.Node == ledger.NodeIDOf(away.key.Public().(ed25519.PublicKey)) && b.ID == "bid-1":
+				if b.Accepted || b.Reason != auction.ReasonJudgedAtHome {
+					t.Fatalf("the forward's intent: %+v, want refused as %s", b, auction.ReasonJudgedAtHome)
+				}
+			case b.ID == "bid-1" && !b.Intent:
+				if !b.Accepted {
+					t.Fatalf("the home edge's entry: %+v, want accepted", b)
+				}
+				counted++
+			case b.Reason == auction.ReasonJudgedAtHome:
+				t.Fatalf("look-alike %+v refused as judged at home", b)
+			}
+		}
+		if counted != 1 {
+			t.Fatalf("the forwarded bid counted %d times", counted)
+		}
+	})
+}

@@ -32,6 +32,11 @@ type ForwardedBid struct {
 	// IdempotencyKey is the key the bid came with; the home edge keeps it
 	// under a name of the forwarding node (see ForwardedKey).
 	IdempotencyKey string `json:"idempotency_key"`
+	// Bid is the bid ID the forwarding edge chose. The home edge records
+	// the bid under it (with the forwarding node as auction.Bid.Via), so
+	// that if the answer does not arrive in time and the forwarding edge
+	// records an intent under the same ID, the bid counts once.
+	Bid string `json:"bid,omitempty"`
 }
 
 // IntentResponse answers a bid recorded as an intent (202): the home edge
@@ -55,6 +60,10 @@ const maxForwardBody = 64 << 10
 // forwardedKey marks, in a request's context, a bid forwarded by another
 // node (its id), so it is never forwarded again.
 type forwardedKey struct{}
+
+// forwardedBidKey carries, in a request's context, the bid ID the
+// forwarding node chose.
+type forwardedBidKey struct{}
 
 // ForwardedKey is the Idempotency-Key the home edge keeps a forwarded bid
 // under: "fwd:<node>:<key>", or with the key's SHA-256 in hex when that
@@ -99,10 +108,14 @@ func (h *handler) divertBid(w http.ResponseWriter, r *http.Request, req *BidRequ
 		h.deps.Logger.Info("auction: home edge of lot unknown; recording an intent", "lot", id, "home", home)
 		return false, nil
 	}
+	if req.id, err = h.newID("bid"); err != nil {
+		return false, err
+	}
 	status, hdr, body, err := h.forward(r.Context(), base, ForwardedBid{
 		Lot: id, Amount: *req.Amount, Paddle: req.Paddle,
 		Token:          bearer(r),
 		IdempotencyKey: r.Header.Get("Idempotency-Key"),
+		Bid:            req.id,
 	})
 	if err != nil {
 		h.deps.Logger.Info("auction: home edge unreachable; recording an intent", "lot", id, "home", home, "err", err)
@@ -199,6 +212,11 @@ func (h *handler) syncBids(w http.ResponseWriter, r *http.Request) error {
 	if fb.Token == "" {
 		v.Field("/token", "is required: the device token the bid came with")
 	}
+	if fb.Bid != "" {
+		if err := checkID(fb.Bid); err != nil {
+			v.Field("/bid", "%s", err.Error())
+		}
+	}
 	if err := api.ValidateIdempotencyKey(fb.IdempotencyKey); err != nil {
 		v.Field("/idempotency_key", "%s", err.Error())
 	}
@@ -210,6 +228,9 @@ func (h *handler) syncBids(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("auctionapi: encode bid: %w", err)
 	}
 	ctx := context.WithValue(r.Context(), forwardedKey{}, enr.Node)
+	if fb.Bid != "" {
+		ctx = context.WithValue(ctx, forwardedBidKey{}, fb.Bid)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/v1/lots/"+url.PathEscape(fb.Lot)+"/bids", bytes.NewReader(inner))
 	if err != nil {
 		return fmt.Errorf("auctionapi: forwarded bid request: %w", err)

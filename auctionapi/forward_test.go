@@ -1,11 +1,18 @@
 package auctionapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,5 +212,150 @@ func TestForwardedBidsNeedANode(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusUnprocessableEntity || len(p.Errors) != 2 {
 		t.Fatalf("bad forward: %d %+v, want 422 naming /lot and /token", res.StatusCode, p)
+	}
+}
+
+// answerLosingProxy passes everything to target, except that while lose is
+// set, a forwarded bid reaches target (and is judged there) but its answer
+// never reaches the caller — the proxy holds the request until the caller
+// gives up — and the entries target streams to the caller wait too, so the
+// caller cannot learn the outcome by sync before it gives up.
+type answerLosingProxy struct {
+	target string
+	rp     *httputil.ReverseProxy
+	lost   atomic.Int32
+
+	mu   sync.Mutex
+	gate chan struct{} // non-nil while answers are lost; closed to let streams go on
+}
+
+func newAnswerLosingProxy(t *testing.T, target string) *answerLosingProxy {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &answerLosingProxy{target: target, rp: httputil.NewSingleHostReverseProxy(u)}
+	p.rp.FlushInterval = -1 // sync streams pass through as they come
+	return p
+}
+
+func (p *answerLosingProxy) lose() {
+	p.mu.Lock()
+	p.gate = make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *answerLosingProxy) restore() {
+	p.mu.Lock()
+	close(p.gate)
+	p.gate = nil
+	p.mu.Unlock()
+}
+
+func (p *answerLosingProxy) closed() chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gate
+}
+
+func (p *answerLosingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v1/sync/bids" || p.closed() == nil {
+		p.rp.ServeHTTP(gatedWriter{w, p, r.Context()}, r)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	req, _ := http.NewRequestWithContext(context.WithoutCancel(r.Context()), r.Method, p.target+r.URL.Path, bytes.NewReader(body))
+	req.Header = r.Header.Clone()
+	res, err := http.DefaultClient.Do(req)
+	if err == nil {
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	p.lost.Add(1)
+	<-r.Context().Done() // the answer is lost: the caller times out
+}
+
+// gatedWriter holds every write while the proxy loses answers.
+type gatedWriter struct {
+	http.ResponseWriter
+	p   *answerLosingProxy
+	ctx context.Context
+}
+
+func (g gatedWriter) Write(b []byte) (int, error) {
+	if gate := g.p.closed(); gate != nil {
+		select {
+		case <-gate:
+		case <-g.ctx.Done():
+			return 0, g.ctx.Err()
+		}
+	}
+	return g.ResponseWriter.Write(b)
+}
+
+func (g gatedWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
+// TestForwardedBidAnsweredTooLateCountsOnce: the home edge accepts a
+// forwarded bid but its answer does not reach the forwarding edge in time,
+// so that edge records an intent for the same bid (202 pending). Once the
+// logs meet, both edges count the bid once — the home edge's entry — and
+// do not report an intent as the winner.
+func TestForwardedBidAnsweredTooLateCountsOnce(t *testing.T) {
+	ev := testutil.NewEvent(t, "auction-late-answer")
+	cfgA := ev.EdgeConfig(t, "edge-a", "")
+	cfgB := ev.EdgeConfig(t, "edge-b", "")
+	cfgA.Node.Listen, cfgB.Node.Listen = freeAddr(t), freeAddr(t)
+	proxy := newAnswerLosingProxy(t, "http://"+cfgA.Node.Listen)
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+	// A's entries reach B only through B's pull from the proxy.
+	cfgB.Sync.Peers = []string{front.URL}
+	a := openEdge(t, cfgA)
+	b := openEdge(t, cfgB)
+	auctioneer := ev.ValidToken(t, auth.RoleAuctioneer)
+	fa := &fixture{t: t, e: a, ev: ev, auctioneer: auctioneer}
+	fb := &fixture{t: t, e: b, ev: ev, auctioneer: auctioneer}
+	fb.keys.Store(1_000_000)
+	carol := fa.bidder("carol")
+
+	eventually(t, 10*time.Second, "B learns A's node id", func() bool {
+		_, ok := b.Sync.PeerURL(a.Enrolment.Node)
+		return ok
+	})
+	fa.open(`{"id":"clock","title":"Wall clock","start_price":500,"increment":50,"duration_s":3600}`)
+	eventually(t, 10*time.Second, "the lot reaches B", func() bool { _, ok := fb.lotOK("clock"); return ok })
+
+	proxy.lose()
+	r := fb.bid("clock", carol, 700, "")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("bid whose answer was lost: %d %s, want 202 pending", r.status, r.body)
+	}
+	var ir auctionapi.IntentResponse
+	r.decode(t, &ir)
+	if proxy.lost.Load() != 1 {
+		t.Fatalf("%d forwards reached A, want 1", proxy.lost.Load())
+	}
+	proxy.restore()
+
+	for name, f := range map[string]*fixture{"A": fa, "B": fb} {
+		eventually(t, 20*time.Second, name+" holds both entries of the bid", func() bool {
+			v, ok := f.lotOK("clock")
+			return ok && len(v.Bids) == 2
+		})
+		v := f.lot("clock")
+		if v.IntentWon || v.High == nil || v.High.Intent || v.High.ID != ir.Bid || v.High.Amount != 700 || v.High.Entry.Node != a.Enrolment.Node {
+			t.Fatalf("%s: high %+v, intent_won %v; want A's entry of bid %s", name, v.High, v.IntentWon, ir.Bid)
+		}
+		for _, bv := range v.Bids {
+			if bv.Intent && (bv.Accepted || bv.Reason != "judged_at_home" || bv.ID != ir.Bid) {
+				t.Fatalf("%s: the intent %+v, want refused as judged_at_home", name, bv)
+			}
+		}
+		// The next bid is judged against 700 once, not against a second copy.
+		wantProblem(t, f.bid("clock", carol, 720, ""), http.StatusUnprocessableEntity, api.TypeBidBelowIncrement)
 	}
 }

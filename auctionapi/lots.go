@@ -111,12 +111,20 @@ func (h *handler) prepareBid(r *http.Request, req *BidRequest) (api.Mutation, er
 	if ok, reason := row.Judge(*req.Amount, now); !ok {
 		return api.Mutation{}, h.refusal(row, reason, *req.Amount, now)
 	}
-	bidID, err := h.newID("bid")
-	if err != nil {
-		return api.Mutation{}, err
+	bid := auction.Bid{Lot: id, ID: req.id, Paddle: paddle, Amount: *req.Amount, Device: api.DeviceFrom(r.Context()).Name}
+	if from, ok := r.Context().Value(forwardedKey{}).(ledger.NodeID); ok {
+		// Forwarded: keep the forwarding node's bid ID, if it sent one.
+		if fid, ok := r.Context().Value(forwardedBidKey{}).(string); ok {
+			bid.ID, bid.Via = fid, from.String()
+		}
+	}
+	if bid.ID == "" {
+		if bid.ID, err = h.newID("bid"); err != nil {
+			return api.Mutation{}, err
+		}
 	}
 	b := bidBody{
-		Bid: auction.Bid{Lot: id, ID: bidID, Paddle: paddle, Amount: *req.Amount, Device: api.DeviceFrom(r.Context()).Name},
+		Bid: bid,
 		Judged: judged{ClosesAt: row.ClosesAt, Increment: row.Lot.Increment,
 			SoftCloseMs: row.Lot.SoftCloseMs, ExtendMs: row.Lot.ExtendMs},
 	}

@@ -32,6 +32,10 @@ type LotRequest struct {
 type BidRequest struct {
 	Amount *int64 `json:"amount"`
 	Paddle string `json:"paddle,omitempty"`
+
+	// id is the bid ID chosen while forwarding the bid to the lot's home
+	// edge; if the forward fails, the intent is recorded under it.
+	id string
 }
 
 // CloseRequest is the (optional, empty) body of POST /v1/lots/{id}/close.
