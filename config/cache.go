@@ -25,6 +25,12 @@ type CacheConfig struct {
 	Dir string `toml:"dir"`
 	// MaxBytes is the store's size budget in bytes (default 1 GiB).
 	MaxBytes int64 `toml:"max_bytes"`
+	// HotMaxObjectBytes is the largest body the in-memory hot tier keeps
+	// (default 64 KiB): small objects' hits are served from memory.
+	HotMaxObjectBytes int64 `toml:"hot_max_object_bytes"`
+	// HotMaxBytes is the hot tier's memory budget, least recently used
+	// bodies leaving first (default 64 MiB; -1: no hot tier).
+	HotMaxBytes int64 `toml:"hot_max_bytes"`
 	// ResponseHeaderTimeout bounds each origin's answer (default 5s).
 	ResponseHeaderTimeout Duration `toml:"response_header_timeout"`
 	// Uplink lists the outbound paths to the origins in order of
@@ -138,6 +144,16 @@ func (c *Config) resolveCache() error {
 	}
 	if cc.MaxBytes < 1<<20 {
 		return fmt.Errorf("config: cache.max_bytes %d: want at least 1 MiB", cc.MaxBytes)
+	}
+	if cc.HotMaxObjectBytes == 0 {
+		cc.HotMaxObjectBytes = 64 << 10
+	}
+	if cc.HotMaxBytes == 0 {
+		cc.HotMaxBytes = 64 << 20
+	}
+	if cc.HotMaxObjectBytes < 0 || cc.HotMaxBytes < -1 {
+		return fmt.Errorf("config: cache.hot_max_object_bytes %d, hot_max_bytes %d: want sizes in bytes (hot_max_bytes -1: no hot tier)",
+			cc.HotMaxObjectBytes, cc.HotMaxBytes)
 	}
 	if cc.ResponseHeaderTimeout.Duration == 0 {
 		cc.ResponseHeaderTimeout.Duration = defaultCacheHeaderTimeout

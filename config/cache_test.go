@@ -27,11 +27,16 @@ ttl = "30m"
 	if c.Cache.Dir == "" || len(c.Cache.Site[0].Origins) != 2 || c.Cache.Site[0].TTL[0].TTL.Minutes() != 30 {
 		t.Fatalf("%+v", c.Cache)
 	}
+	if c.Cache.HotMaxObjectBytes != 64<<10 || c.Cache.HotMaxBytes != 64<<20 {
+		t.Errorf("hot tier defaults %d, %d; want 64 KiB, 64 MiB", c.Cache.HotMaxObjectBytes, c.Cache.HotMaxBytes)
+	}
 	for _, bad := range []struct{ text, want string }{
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n", "no [[cache.site]]"},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"ftp://x\"]\n", "want http(s)://host[:port]"},
 		{"[cache]\nlisten = \"nope\"\n", "cache.listen"},
 		{"[cache]\nbogus = 1\n", "unknown key"},
+		{"[cache]\nlisten = \"127.0.0.1:0\"\nhot_max_bytes = -2\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n", "hot_max_bytes -2"},
+		{"[cache]\nlisten = \"127.0.0.1:0\"\nhot_max_object_bytes = -1\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n", "hot_max_object_bytes -1"},
 		{"[tls]\nca_dir = \"/x\"\n", "cache is off"},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n[tls]\nca_dir = \"/x\"\ncert_file = \"/c\"\n", "not both"},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n[tls]\ncert_file = \"/c\"\n", "go together"},

@@ -46,6 +46,11 @@ func openCache(cfg config.CacheConfig, tlsCfg config.TLSConfig, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if cfg.HotMaxBytes != 0 { // 0: unresolved, the store's defaults
+		if err := st.SetHot(cfg.HotMaxObjectBytes, max(cfg.HotMaxBytes, 0)); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
 	metrics := edgecache.NewMetrics(reg, st)
 	handlers := map[string]*edgecache.Handler{}
 	for _, s := range cfg.Site {
@@ -130,7 +135,7 @@ func cacheTLS(t config.TLSConfig, names []string) (*tls.Config, error) {
 	default:
 		return nil, nil
 	}
-	return &tls.Config{GetCertificate: get, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil
+	return localtls.ServerConfig(get), nil
 }
 
 func (c *edgeCache) close(ctx context.Context) error {

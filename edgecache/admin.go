@@ -73,7 +73,7 @@ func (s *Store) Purge(p Purge) (int, error) {
 	n := 0
 	for el := s.lru.Front(); el != nil; {
 		next := el.Next()
-		if p.matches(el.Value.(*object)) {
+		if p.matches(el.Value.(*entry).obj) {
 			s.removeLocked(el)
 			n++
 		}

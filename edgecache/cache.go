@@ -8,12 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +78,11 @@ type Handler struct {
 	log   *slog.Logger
 	m     *Metrics
 	strip *stripper
+	// keyPrefix starts the site's cache keys ("name ").
+	keyPrefix string
+	// The site's counters, resolved once.
+	hitCount, hotHitCount, missCount, coalescedCount prometheus.Counter
+	cacheBytes, upstreamBytes                        prometheus.Counter
 
 	upstreamRequests atomic.Int64
 }
@@ -125,7 +130,15 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, name: cfg.Name, store: cfg.Store, now: cfg.Now, log: cfg.Logger, m: cfg.Metrics, strip: strip}
+	h := &Handler{cfg: cfg, name: cfg.Name, store: cfg.Store, now: cfg.Now, log: cfg.Logger, m: cfg.Metrics, strip: strip,
+		keyPrefix:      cfg.Name + " ",
+		hitCount:       cfg.Metrics.hits.WithLabelValues(cfg.Name),
+		hotHitCount:    cfg.Metrics.hotHits.WithLabelValues(cfg.Name),
+		missCount:      cfg.Metrics.misses.WithLabelValues(cfg.Name),
+		coalescedCount: cfg.Metrics.coalesced.WithLabelValues(cfg.Name),
+		cacheBytes:     cfg.Metrics.bytes.WithLabelValues(cfg.Name, "cache"),
+		upstreamBytes:  cfg.Metrics.bytes.WithLabelValues(cfg.Name, "upstream"),
+	}
 	h.up = &failover{
 		failovers: cfg.Metrics.failovers.WithLabelValues(cfg.Name),
 		origins:   cfg.Origins,
@@ -236,7 +249,7 @@ func unsafeMethod(m string) bool {
 }
 
 // primaryKey is the cache key of a request's target.
-func (h *Handler) primaryKey(r *http.Request) string { return h.name + " " + r.URL.RequestURI() }
+func (h *Handler) primaryKey(r *http.Request) string { return h.keyPrefix + r.URL.RequestURI() }
 
 // invalidateAfter drops the stored responses for a request's target and
 // for same-origin Location and Content-Location (RFC 9111 §4.4).
@@ -251,7 +264,7 @@ func (h *Handler) invalidateAfter(r *http.Request, resp http.Header) {
 		if err != nil || (u.Host != "" && !strings.EqualFold(u.Host, r.Host) && u.Host != r.URL.Host) {
 			continue
 		}
-		h.store.invalidate(h.name + " " + u.RequestURI())
+		h.store.invalidate(h.keyPrefix + u.RequestURI())
 	}
 }
 
@@ -264,10 +277,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		h.serveGet(w, r)
 	case http.MethodHead:
-		if o := h.lookup(r); o != nil && o.Status != http.StatusPartialContent {
+		if o, hot := h.lookup(r); o != nil && o.Status != http.StatusPartialContent {
 			if d := h.decide(o, r); d.use {
-				h.countUse(d)
-				h.serveObject(w, r, o, d.status)
+				h.countUse(d, hot != nil)
+				h.serveObject(w, r, o, hot, d.status)
 				return
 			}
 		}
@@ -279,7 +292,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), ctxKey{}, &passState{req: r})
-	h.proxy.ServeHTTP(&countingWriter{ResponseWriter: w, c: h.m.bytes.WithLabelValues(h.name, "upstream")}, r.WithContext(ctx))
+	h.proxy.ServeHTTP(&countingWriter{ResponseWriter: w, c: h.upstreamBytes}, r.WithContext(ctx))
 }
 
 // countingWriter counts the body bytes of a passed-through response.
@@ -297,21 +310,17 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 // Unwrap gives http.ResponseController (flushing) the real writer.
 func (cw *countingWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
 
-// lookup returns the newest stored variant the request selects.
-func (h *Handler) lookup(r *http.Request) *object {
-	for _, o := range h.store.variants(h.primaryKey(r)) {
-		if matchesVary(o, r.Header) {
-			return o
-		}
-	}
-	return nil
+// lookup returns the newest stored variant the request selects, with its
+// body when that is in the hot tier.
+func (h *Handler) lookup(r *http.Request) (*object, []byte) {
+	return h.store.find(h.primaryKey(r), func(o *object) bool { return matchesVary(o, r.Header) })
 }
 
 // decision is what to do with a stored response.
 type decision struct {
 	use         bool   // serve it without contacting the origin
 	background  bool   // ...and revalidate in the background
-	status      string // Cache-Status parameters when used
+	status      string // Cache-Status parameters when used ("": a fresh hit)
 	mayStaleErr bool   // it may be served if the origin fails
 	stale       string // why a stale response is used ("" when fresh)
 }
@@ -319,7 +328,7 @@ type decision struct {
 func (h *Handler) decide(o *object, r *http.Request) decision {
 	now := h.now()
 	reqCC := requestDirectives(r.Header)
-	respCC := responseDirectives(o.Header)
+	respCC := o.prepared().cc
 	age := currentAge(o, now)
 	life := h.lifetime(o)
 	ttl := life - age
@@ -346,7 +355,6 @@ func (h *Handler) decide(o *object, r *http.Request) decision {
 	}
 	if fresh {
 		d.use = true
-		d.status = fmt.Sprintf("hit; ttl=%d", int64(ttl/time.Second))
 		return d
 	}
 	if noStale {
@@ -369,7 +377,7 @@ func (h *Handler) decide(o *object, r *http.Request) decision {
 
 // lifetime is the freshness lifetime, with the site's TTL overrides.
 func (h *Handler) lifetime(o *object) time.Duration {
-	path := strings.TrimPrefix(o.URL, h.name+" ")
+	path := strings.TrimPrefix(o.URL, h.keyPrefix)
 	for _, rule := range h.cfg.TTL {
 		if strings.HasPrefix(path, rule.Prefix) {
 			return rule.TTL
@@ -380,7 +388,7 @@ func (h *Handler) lifetime(o *object) time.Duration {
 
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	reqCC := requestDirectives(r.Header)
-	stored := h.lookup(r)
+	stored, hot := h.lookup(r)
 	var prefix *object
 	if stored != nil && stored.Status == http.StatusPartialContent && !partialCovers(stored, r) {
 		// A stored part that cannot answer this request: a miss, which
@@ -395,11 +403,11 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	if stored != nil {
 		d = h.decide(stored, r)
 		if d.use {
-			h.countUse(d)
+			h.countUse(d, hot != nil)
 			if d.background {
 				h.revalidateBackground(r, stored)
 			}
-			h.serveObject(w, r, stored, d.status)
+			h.serveObject(w, r, stored, hot, d.status)
 			return
 		}
 	}
@@ -419,10 +427,10 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 		h.pass(w, r)
 		return
 	}
-	h.m.misses.WithLabelValues(h.name).Inc()
+	h.missCount.Inc()
 	f, collapsed, ref := h.coalescedFill(r, stored, prefix, !reqCC.Has("no-store"))
 	if collapsed {
-		h.m.coalesced.WithLabelValues(h.name).Inc()
+		h.coalescedCount.Inc()
 	}
 	if ref {
 		defer f.release()
@@ -440,7 +448,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	case f.err != nil:
 		if stored != nil && d.mayStaleErr {
 			h.m.stale.WithLabelValues(h.name, "stale-if-error").Inc()
-			h.serveObject(w, r, stored, fmt.Sprintf("hit; fwd=%s; detail=stale-if-error", fwd))
+			h.serveObject(w, r, stored, nil, fmt.Sprintf("hit; fwd=%s; detail=stale-if-error", fwd))
 			return
 		}
 		status := http.StatusBadGateway
@@ -450,10 +458,10 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Status", fmt.Sprintf("%s; fwd=%s; detail=%q", h.name, fwd, "upstream error"))
 		http.Error(w, "upstream unavailable", status)
 	case f.validated != nil:
-		h.serveObject(w, r, f.validated, fmt.Sprintf("fwd=%s; fwd-status=304%s", fwd, extra))
+		h.serveObject(w, r, f.validated, nil, fmt.Sprintf("fwd=%s; fwd-status=304%s", fwd, extra))
 	case f.status >= 500 && stored != nil && d.mayStaleErr:
 		h.m.stale.WithLabelValues(h.name, "stale-if-error").Inc()
-		h.serveObject(w, r, stored, fmt.Sprintf("hit; fwd=%s; fwd-status=%d; detail=stale-if-error", fwd, f.status))
+		h.serveObject(w, r, stored, nil, fmt.Sprintf("hit; fwd=%s; fwd-status=%d; detail=stale-if-error", fwd, f.status))
 	case !f.shareable && !f.claimed.CompareAndSwap(false, true):
 		h.pass(w, r) // not ours to share: fetch our own
 	case f.shareable && !matchesVary(f.obj, r.Header):
@@ -467,12 +475,17 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// countUse counts a stored response used without the origin.
-func (h *Handler) countUse(d decision) {
-	if d.stale != "" {
+// countUse counts a stored response used without the origin (hot: its
+// body is in memory).
+func (h *Handler) countUse(d decision, hot bool) {
+	switch {
+	case d.stale != "":
 		h.m.stale.WithLabelValues(h.name, d.stale).Inc()
-	} else {
-		h.m.hits.WithLabelValues(h.name).Inc()
+	case hot:
+		h.hitCount.Inc()
+		h.hotHitCount.Inc()
+	default:
+		h.hitCount.Inc()
 	}
 }
 
@@ -576,31 +589,62 @@ func (h *Handler) startFill(r *http.Request, validate, prefix *object, mayStore,
 	return f
 }
 
-// serveObject answers from a stored response.
-func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, o *object, status string) {
+// serveObject answers from a stored response: from hot, its body in
+// memory, or else from its file. status is the Cache-Status parameters
+// ("": a fresh hit).
+func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, o *object, hot []byte, status string) {
+	var file *os.File
+	if hot == nil {
+		var err error
+		if file, o, err = h.openStored(r, o); err != nil {
+			// Evicted between lookup and open: fetch it again.
+			h.pass(w, r)
+			return
+		}
+		defer file.Close()
+	}
+	now := h.now()
+	h.store.touch(o, now)
+	age := currentAge(o, now)
+	var ageV, cacheStatus []string
+	if status == "" {
+		ageV, cacheStatus = h.hitHead(o, int64(age/time.Second), int64((h.lifetime(o)-age)/time.Second))
+	} else {
+		ageV = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+		cacheStatus = withStatus(o.prepared().cacheStatus, h.name+"; "+status)
+	}
+	if hot == nil && h.store.hotCandidate(o) {
+		hot = h.store.loadHot(o, file)
+		if hot == nil {
+			h.pass(w, r) // the body file could not be read
+			return
+		}
+	}
+	var b body = memBody(hot)
+	if hot == nil {
+		b = fileBody{file}
+	}
+	if o.Status == http.StatusPartialContent {
+		h.servePart(w, r, o, b, ageV, cacheStatus)
+		return
+	}
+	h.respond(w, r, &reply{status: o.Status, header: o.Header, o: o, size: o.Size, body: b,
+		age: ageV, cacheStatus: cacheStatus, sent: h.cacheBytes})
+}
+
+// openStored opens o's body or, when o was replaced by a newer response
+// since the lookup, that one's.
+func (h *Handler) openStored(r *http.Request, o *object) (*os.File, *object, error) {
 	file, err := h.store.open(o)
 	for tries := 0; err != nil && tries < 3; tries++ {
-		// Replaced by a newer response since the lookup: serve that one.
-		o2 := h.lookup(r)
+		o2, _ := h.lookup(r)
 		if o2 == nil || o2 == o {
 			break
 		}
 		o = o2
 		file, err = h.store.open(o)
 	}
-	if err != nil {
-		// Evicted between lookup and open: fetch it again.
-		h.pass(w, r)
-		return
-	}
-	defer file.Close()
-	h.store.touch(o, h.now())
-	age := int64(currentAge(o, h.now()) / time.Second)
-	if o.Status == http.StatusPartialContent {
-		h.servePart(w, r, o, file, status, age)
-		return
-	}
-	h.respond(w, r, o.Status, o.Header, o.Size, file.ReadAt, status, age, "cache")
+	return file, o, err
 }
 
 // partialCovers reports whether a stored partial response can answer the
@@ -630,7 +674,7 @@ func partWanted(o *object, r *http.Request) (ByteRange, bool) {
 }
 
 // servePart answers a range request from a stored partial response.
-func (h *Handler) servePart(w http.ResponseWriter, r *http.Request, o *object, file io.ReaderAt, cacheStatus string, age int64) {
+func (h *Handler) servePart(w http.ResponseWriter, r *http.Request, o *object, b body, ageV, cacheStatus []string) {
 	want, ok := partWanted(o, r)
 	part, total, _ := parseContentRange(o.Header.Get("Content-Range"))
 	if !ok {
@@ -638,22 +682,15 @@ func (h *Handler) servePart(w http.ResponseWriter, r *http.Request, o *object, f
 		return
 	}
 	out := w.Header()
-	for k, v := range o.Header {
-		if k == "Content-Length" || k == "Surrogate-Control" || k == "Surrogate-Key" || k == "Content-Range" {
-			continue
-		}
-		out[k] = append([]string(nil), v...)
-	}
-	if _, ok := out["Content-Type"]; !ok {
-		out["Content-Type"] = nil
-	}
-	out.Set("Age", strconv.FormatInt(age, 10))
-	out.Add("Cache-Status", h.name+"; "+cacheStatus)
+	writeHead(out, o, nil)
+	delete(out, "Content-Range")
+	out["Age"] = ageV
+	out["Cache-Status"] = cacheStatus
 	out.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", want.Start, want.Start+want.Length-1, total))
 	out.Set("Content-Length", strconv.FormatInt(want.Length, 10))
 	w.WriteHeader(http.StatusPartialContent)
-	n, _ := io.Copy(w, io.NewSectionReader(file, want.Start-part.Start, want.Length))
-	h.m.bytes.WithLabelValues(h.name, "cache").Add(float64(n))
+	n, _ := b.send(w, want.Start-part.Start, want.Length)
+	h.cacheBytes.Add(float64(n))
 }
 
 // serveFill streams a fill's response as it arrives.
@@ -662,7 +699,7 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, has
 		if !f.acquire() {
 			// Already over: serve what it stored, or fetch our own.
 			if o := f.stored(); o != nil {
-				h.serveObject(w, r, o, status)
+				h.serveObject(w, r, o, nil, status)
 			} else {
 				h.pass(w, r)
 			}
@@ -681,8 +718,8 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, has
 			size = n
 		}
 	}
-	readAt := func(p []byte, off int64) (int, error) { return f.readAt(r.Context(), p, off) }
-	h.respond(w, r, f.status, f.header, size, readAt, status, -1, "upstream")
+	h.respond(w, r, &reply{status: f.status, header: f.header, size: size, body: fillBody{f, r.Context()},
+		cacheStatus: withStatus(f.header["Cache-Status"], h.name+"; "+status), sent: h.upstreamBytes})
 	if f.shareable {
 		// Hold the response's end until the object is committed, so the
 		// client's next request is a hit.
@@ -692,25 +729,28 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, has
 	}
 }
 
+// reply is a response respond writes.
+type reply struct {
+	status int
+	header http.Header // the stored or upstream header
+	o      *object     // the stored object (nil: a fill's response)
+	size   int64       // the body's size (-1: unknown)
+	body   body
+	// age and cacheStatus are the Age (nil: none) and Cache-Status values.
+	age, cacheStatus []string
+	sent             prometheus.Counter // counts the body bytes sent
+}
+
 // respond writes a response (from the store or a fill), answering the
 // client's own conditional and range requests.
-func (h *Handler) respond(w http.ResponseWriter, r *http.Request, status int, hdr http.Header, size int64,
-	readAt func([]byte, int64) (int, error), cacheStatus string, age int64, source string) {
-	sent := h.m.bytes.WithLabelValues(h.name, source)
+func (h *Handler) respond(w http.ResponseWriter, r *http.Request, rp *reply) {
 	out := w.Header()
-	for k, v := range hdr {
-		if k == "Content-Length" || k == "Surrogate-Control" || k == "Surrogate-Key" {
-			continue
-		}
-		out[k] = append([]string(nil), v...)
+	writeHead(out, rp.o, rp.header)
+	if rp.age != nil {
+		out["Age"] = rp.age
 	}
-	if _, ok := out["Content-Type"]; !ok {
-		out["Content-Type"] = nil // no sniffing
-	}
-	if age >= 0 {
-		out.Set("Age", strconv.FormatInt(age, 10))
-	}
-	out.Add("Cache-Status", h.name+"; "+cacheStatus)
+	out["Cache-Status"] = rp.cacheStatus
+	status, hdr, size := rp.status, rp.header, rp.size
 	if status == http.StatusOK && notModified(r, hdr) {
 		for _, k := range []string{"Content-Type", "Content-Encoding", "Content-Range", "Transfer-Encoding"} {
 			delete(out, k)
@@ -734,38 +774,22 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, status int, hd
 		}
 	}
 	if length >= 0 && status != http.StatusNoContent && status != http.StatusNotModified {
-		out.Set("Content-Length", strconv.FormatInt(length, 10))
+		if rp.o != nil && length == rp.o.Size {
+			out["Content-Length"] = rp.o.prepared().length
+		} else {
+			out["Content-Length"] = []string{strconv.FormatInt(length, 10)}
+		}
 	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		return
 	}
-	buf := make([]byte, 32<<10)
-	off, end := start, int64(-1)
-	if length >= 0 {
-		end = start + length
-	}
-	for end < 0 || off < end {
-		p := buf
-		if end >= 0 && int64(len(p)) > end-off {
-			p = p[:end-off]
-		}
-		n, err := readAt(p, off)
-		if n > 0 {
-			if _, werr := w.Write(p[:n]); werr != nil {
-				return
-			}
-			sent.Add(float64(n))
-			off += int64(n)
-		}
-		if err == io.EOF && end < 0 {
-			return
-		}
-		if err != nil && (err != io.EOF || n == 0) {
-			// The body ended early (the upstream broke off): make the
-			// client see a truncated response, not a short complete one.
-			panic(http.ErrAbortHandler)
-		}
+	n, err := rp.body.send(w, start, length)
+	rp.sent.Add(float64(n))
+	if errors.Is(err, errBodyBroken) {
+		// The body ended early (the upstream broke off): make the client
+		// see a truncated response, not a short complete one.
+		panic(http.ErrAbortHandler)
 	}
 }
 

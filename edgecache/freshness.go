@@ -68,13 +68,13 @@ func surrogateDirectives(lines []string) Directives {
 // requestDirectives parses a request's Cache-Control; Pragma: no-cache
 // counts as no-cache when the request has no Cache-Control (RFC 9111 §5.4).
 func requestDirectives(h http.Header) Directives {
-	cc := h.Values("Cache-Control")
-	d := ParseDirectives(cc)
-	if len(cc) == 0 {
-		for _, p := range h.Values("Pragma") {
-			if strings.Contains(strings.ToLower(p), "no-cache") {
-				d["no-cache"] = ""
-			}
+	if cc := h.Values("Cache-Control"); len(cc) > 0 {
+		return ParseDirectives(cc)
+	}
+	var d Directives // nil: no directives, nothing allocated
+	for _, p := range h.Values("Pragma") {
+		if strings.Contains(strings.ToLower(p), "no-cache") {
+			d = Directives{"no-cache": ""}
 		}
 	}
 	return d
@@ -95,9 +95,11 @@ const maxHeuristic = 24 * time.Hour
 
 // freshnessLifetime computes a stored response's freshness lifetime for a
 // shared cache (RFC 9111 §4.2.1, heuristics per §4.2.2).
-func freshnessLifetime(o *object) time.Duration {
+func freshnessLifetime(o *object) time.Duration { return o.prepared().life }
+
+// lifetimeOf computes it from o's header and directives d.
+func lifetimeOf(o *object, d Directives) time.Duration {
 	h := o.Header
-	d := responseDirectives(h)
 	if v, ok := d.Seconds("s-maxage"); ok {
 		return v
 	}

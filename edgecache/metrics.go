@@ -8,6 +8,7 @@ import (
 // (labelled by site).
 type Metrics struct {
 	hits      *prometheus.CounterVec // fresh responses served from the store
+	hotHits   *prometheus.CounterVec // ...of which with the body in memory
 	misses    *prometheus.CounterVec // requests that went to an origin for a cacheable GET
 	stale     *prometheus.CounterVec // stale responses served, by reason
 	coalesced *prometheus.CounterVec // requests that joined another's origin fetch
@@ -25,6 +26,10 @@ func NewMetrics(reg prometheus.Registerer, st *Store) *Metrics {
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "canopy_edgecache_hits_total",
 			Help: "Requests answered with a fresh stored response.",
+		}, []string{"site"}),
+		hotHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_edgecache_hot_hits_total",
+			Help: "Fresh hits served from the in-memory hot tier (also counted in canopy_edgecache_hits_total).",
 		}, []string{"site"}),
 		misses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "canopy_edgecache_misses_total",
@@ -58,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer, st *Store) *Metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.hits, m.misses, m.stale, m.coalesced, m.bytes, m.failovers, m.uplinkUp, m.uplinkFailovers)
+	reg.MustRegister(m.hits, m.hotHits, m.misses, m.stale, m.coalesced, m.bytes, m.failovers, m.uplinkUp, m.uplinkFailovers)
 	if st != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -69,6 +74,14 @@ func NewMetrics(reg prometheus.Registerer, st *Store) *Metrics {
 				Name: "canopy_edgecache_store_objects",
 				Help: "Responses in the store.",
 			}, func() float64 { return float64(st.Len()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "canopy_edgecache_hot_bytes",
+				Help: "Bytes of response bodies held in memory by the hot tier (also on disk).",
+			}, func() float64 { _, n := st.Hot(); return float64(n) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "canopy_edgecache_hot_objects",
+				Help: "Responses whose bodies the hot tier holds in memory.",
+			}, func() float64 { n, _ := st.Hot(); return float64(n) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "canopy_edgecache_store_evictions_total",
 				Help: "Responses evicted to keep the store within its size budget.",

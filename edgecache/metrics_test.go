@@ -63,6 +63,9 @@ func TestMetrics(t *testing.T) {
 		"canopy_edgecache_store_bytes":                               5,
 		"canopy_edgecache_store_objects":                             1,
 		"canopy_edgecache_store_evictions_total":                     0,
+		"canopy_edgecache_hot_hits_total":                            0, // the hit put it in memory
+		"canopy_edgecache_hot_bytes":                                 5, // again, by stale-if-error
+		"canopy_edgecache_hot_objects":                               1,
 	} {
 		if got[name] != want {
 			t.Errorf("%s = %v, want %v", name, got[name], want)

@@ -42,7 +42,18 @@ type object struct {
 	// object never opens the body of the response that replaced it.
 	Body string `json:"body,omitempty"`
 
-	name string // metadata file name stem
+	name string   // metadata file name stem
+	d    *derived // what serving needs, computed once when stored
+}
+
+// entry is one stored variant: its current object and, while it is in
+// the hot tier, its body in memory. A 304's header update replaces obj
+// and keeps the body (the same file); a replacement, purge or eviction
+// drops the whole entry, so a hot body never outlives its object.
+type entry struct {
+	obj   *object
+	hot   []byte        // the body in memory; nil: on disk only
+	hotEl *list.Element // in Store.hotLRU while hot != nil
 }
 
 // bodyFile is the name of o's body file in obj/.
@@ -57,18 +68,28 @@ func (o *object) bodyFile() string {
 // file and a JSON metadata file under dir. The index is kept in memory and
 // rebuilt from the files on open, so the store survives restarts. When the
 // total size passes the budget the least recently used objects go.
+//
+// Small complete bodies that are served are also kept in memory, in a hot
+// tier with a byte budget of its own and its own LRU order (see SetHot),
+// so that their hits touch neither the disk nor the file system.
 // Store is safe for concurrent use.
 type Store struct {
 	dir    string
 	budget int64
 
 	mu       sync.Mutex
-	byKey    map[string]*list.Element // variant key → element holding *object
+	byKey    map[string]*list.Element // variant key → element holding *entry
 	byURL    map[string]map[string]bool
 	lru      *list.List // front = most recently used
 	size     int64
 	evicted  int64
 	lastTick map[string]time.Time
+	// The hot tier: bodies of at most hotMaxObject bytes, hotSize in all,
+	// at most hotBudget; hotLRU holds *entry, front = most recently used.
+	hotLRU       *list.List
+	hotSize      int64
+	hotMaxObject int64
+	hotBudget    int64
 	// noSpaceUntil: after a failed write, fills are not attempted (the
 	// proxy passes requests through) until then.
 	noSpaceUntil time.Time
@@ -103,7 +124,8 @@ func OpenStore(dir string, budget int64) (*Store, error) {
 		}
 	}
 	s := &Store{dir: dir, budget: budget, byKey: map[string]*list.Element{}, byURL: map[string]map[string]bool{},
-		lru: list.New(), lastTick: map[string]time.Time{}}
+		lru: list.New(), lastTick: map[string]time.Time{},
+		hotLRU: list.New(), hotMaxObject: DefaultHotMaxObject, hotBudget: DefaultHotBudget}
 	// Leftovers of fills interrupted by a crash.
 	if tmps, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
 		for _, t := range tmps {
@@ -195,13 +217,15 @@ func (s *Store) Len() int {
 }
 
 func (s *Store) insertLocked(o *object) {
+	o.prepare()
 	if el, ok := s.byKey[o.Key]; ok {
-		old := el.Value.(*object)
-		s.size -= old.Size
-		el.Value = o
+		e := el.Value.(*entry)
+		s.size -= e.obj.Size
+		s.dropHotLocked(e)
+		e.obj = o
 		s.lru.MoveToFront(el)
 	} else {
-		s.byKey[o.Key] = s.lru.PushFront(o)
+		s.byKey[o.Key] = s.lru.PushFront(&entry{obj: o})
 		if s.byURL[o.URL] == nil {
 			s.byURL[o.URL] = map[string]bool{}
 		}
@@ -211,7 +235,9 @@ func (s *Store) insertLocked(o *object) {
 }
 
 func (s *Store) removeLocked(el *list.Element) {
-	o := el.Value.(*object)
+	e := el.Value.(*entry)
+	o := e.obj
+	s.dropHotLocked(e)
 	s.lru.Remove(el)
 	delete(s.byKey, o.Key)
 	delete(s.lastTick, o.Key)
@@ -240,10 +266,28 @@ func (s *Store) variants(url string) []*object {
 	defer s.mu.Unlock()
 	var out []*object
 	for k := range s.byURL[url] {
-		out = append(out, s.byKey[k].Value.(*object))
+		out = append(out, s.byKey[k].Value.(*entry).obj)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ResponseTime.After(out[j].ResponseTime) })
 	return out
+}
+
+// find returns the newest stored variant of url that match accepts, with
+// its body when that is in the hot tier (else nil).
+func (s *Store) find(url string, match func(*object) bool) (*object, []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best *entry
+	for k := range s.byURL[url] {
+		e := s.byKey[k].Value.(*entry)
+		if (best == nil || e.obj.ResponseTime.After(best.obj.ResponseTime)) && match(e.obj) {
+			best = e
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	return best.obj, best.hot
 }
 
 // touch marks o as used now (for LRU, also across restarts at most once a
@@ -253,6 +297,9 @@ func (s *Store) touch(o *object, now time.Time) {
 	el, ok := s.byKey[o.Key]
 	if ok {
 		s.lru.MoveToFront(el)
+		if e := el.Value.(*entry); e.hotEl != nil {
+			s.hotLRU.MoveToFront(e.hotEl)
+		}
 	}
 	last := s.lastTick[o.Key]
 	persist := ok && now.Sub(last) > time.Minute
@@ -312,14 +359,18 @@ func (s *Store) update(o *object) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	el, ok := s.byKey[o.Key]
-	if !ok || el.Value.(*object).bodyFile() != o.bodyFile() {
+	if !ok || el.Value.(*entry).obj.bodyFile() != o.bodyFile() {
 		return false // gone, or replaced by another response
 	}
-	o.name = el.Value.(*object).name
+	e := el.Value.(*entry)
+	o.name = e.obj.name
 	if writeFileAtomic(s.path(o.name, ".meta"), meta) != nil {
 		return false
 	}
-	el.Value = o
+	// The body is the same file, so a hot copy of it stays valid; the
+	// headers served with it are the new object's.
+	o.prepare()
+	e.obj = o
 	s.lru.MoveToFront(el)
 	return true
 }

@@ -181,6 +181,15 @@ func (ca *CA) Issue(name string, now time.Time, lifetime time.Duration) (*tls.Ce
 	return &tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// ServerConfig is the edge cache listener's TLS configuration: the
+// certificate for each handshake from get (an Issuer's or a FileCert's
+// GetCertificate), TLS 1.2 or later, and HTTP/2 offered before HTTP/1.1
+// by ALPN. An http.Server serving a listener made with tls.NewListener
+// and this configuration speaks both.
+func ServerConfig(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	return &tls.Config{GetCertificate: get, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+}
+
 // Issuer hands out leaf certificates for a fixed set of site names by
 // SNI, issuing each on first use and again once two thirds of its
 // lifetime have passed. It is safe for concurrent use.

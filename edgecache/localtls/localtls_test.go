@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -283,3 +284,54 @@ func waitServed(t *testing.T, c *http.Client, cond func(*x509.Certificate) bool,
 }
 
 func runtimeGosched() { runtime.Gosched() }
+
+// TestServerConfigSpeaksHTTP2 serves the cache the way the edge does
+// (tls.NewListener with ServerConfig, http.Server.Serve): a client that
+// offers h2 gets HTTP/2, one that offers only HTTP/1.1 gets that, and
+// both see the second request answered from the cache.
+func TestServerConfigSpeaksHTTP2(t *testing.T) {
+	ca, err := InitCA(t.TempDir(), "Test market CA", time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.NewIssuer([]string{"shop.example"}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsSrv := startTLSCache(t, is.GetCertificate, "shop.example") // only for its handler
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: tlsSrv.Config.Handler, ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(tls.NewListener(ln, ServerConfig(is.GetCertificate)))
+	t.Cleanup(func() { srv.Close() })
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	for _, tc := range []struct {
+		protos []string
+		major  int
+	}{{nil, 2}, {[]string{"http/1.1"}, 1}} {
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
+			},
+			TLSClientConfig:   &tls.Config{RootCAs: roots, NextProtos: tc.protos},
+			ForceAttemptHTTP2: true,
+		}
+		if tc.protos != nil {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+		}
+		c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+		for i := range 2 {
+			resp, body := fetch(t, c, "https://shop.example/")
+			if resp.ProtoMajor != tc.major || body != "site shop.example" {
+				t.Fatalf("client offering %v: %s, %q; want HTTP/%d", tc.protos, resp.Proto, body, tc.major)
+			}
+			if i == 1 && !strings.HasPrefix(resp.Header.Get("Cache-Status"), "shop.example; hit") {
+				t.Errorf("HTTP/%d: second request's Cache-Status %q, want a hit", tc.major, resp.Header.Get("Cache-Status"))
+			}
+		}
+		tr.CloseIdleConnections()
+	}
+}
