@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"canopy/config"
 	"canopy/edgecache"
+	"canopy/edgecache/localtls"
 )
 
 func init() {
@@ -41,16 +43,37 @@ func init() {
 }
 
 func runCacheServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "cache serve", "--origin URL --dir DIR [--listen ADDR] [--max-bytes N]")
+	fs := newFlagSet(e, "cache serve", "--origin URL --dir DIR [--listen ADDR] [--max-bytes N] [--tls-listen ADDR --tls-ca DIR [--tls-name NAME,...]]")
 	origin := fs.String("origin", "", "origin base URL, http(s)://host[:port] (required)")
 	listen := fs.String("listen", "127.0.0.1:8081", "listen address")
 	dir := fs.String("dir", "", "store directory (required)")
 	maxBytes := fs.Int64("max-bytes", 256<<20, "store size budget in bytes")
+	tlsListen := fs.String("tls-listen", "", "also serve HTTPS (HTTP/2 and HTTP/1.1) on this address, with --tls-ca")
+	tlsCA := fs.String("tls-ca", "", "event CA directory (canopy tls init) issuing the HTTPS leaf certificates")
+	tlsNames := fs.String("tls-name", "localhost", "comma-separated names (SNI) the CA issues leaves for")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *origin == "" || *dir == "" {
 		return usageErrorf("--origin and --dir are required")
+	}
+	if (*tlsListen == "") != (*tlsCA == "") {
+		return usageErrorf("--tls-listen and --tls-ca go together")
+	}
+	var tlsLn net.Listener
+	if *tlsListen != "" {
+		ca, err := localtls.LoadCA(*tlsCA)
+		if err != nil {
+			return err
+		}
+		is, err := ca.NewIssuer(strings.Split(*tlsNames, ","), 0, nil)
+		if err != nil {
+			return err
+		}
+		if tlsLn, err = net.Listen("tcp", *tlsListen); err != nil {
+			return err
+		}
+		tlsLn = tls.NewListener(tlsLn, localtls.ServerConfig(is.GetCertificate))
 	}
 	u, err := url.Parse(*origin)
 	if err != nil {
@@ -69,9 +92,13 @@ func runCacheServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	srv := &http.Server{Handler: edgecache.Admin(st, []string{"canopy"}, h), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- srv.Serve(ln) }()
 	fmt.Fprintf(e.stdout, "canopy cache serving http://%s in front of %s\n", ln.Addr(), u)
+	if tlsLn != nil {
+		go func() { done <- srv.Serve(tlsLn) }()
+		fmt.Fprintf(e.stdout, "canopy cache serving https://%s (names %s)\n", tlsLn.Addr(), *tlsNames)
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-done:
