@@ -314,40 +314,44 @@ func apply(ctx context.Context, tx pgx.Tx, b *store.Batch, p *plan) error {
 
 	var q pgx.Batch
 	var checks []func(pgx.BatchResults) error
-	queueEntries(&q, &checks, b.Event, fresh)
+	if len(fresh) >= copyMin {
+		if err := copyEntries(ctx, tx, b.Event, fresh); err != nil {
+			return err
+		}
+	} else {
+		queueEntries(&q, &checks, b.Event, fresh)
+	}
+	treeHashes := b.TreeHashes
+	if len(treeHashes) >= copyMin {
+		copied, err := copyTreeHashes(ctx, tx, ev, treeHashes)
+		if err != nil {
+			return err
+		}
+		if copied {
+			treeHashes = nil
+		}
+	}
 	if len(headNodes) > 0 {
 		q.Queue(`UPDATE canopy.heads h SET seq = u.seq, hash = u.hash
 			FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) AS u(node, seq, hash)
 			WHERE h.event = $1 AND h.node = u.node`, ev, headNodes, headSeqs, headHashes)
 		checks = append(checks, execOnly)
 	}
-	if len(b.TreeHashes) > 0 {
-		nodes := make([][]byte, len(b.TreeHashes))
-		idxs := make([]int64, len(b.TreeHashes))
-		hashes := make([][]byte, len(b.TreeHashes))
-		for i, th := range b.TreeHashes {
-			nodes[i], idxs[i], hashes[i] = th.Node[:], th.Index, th.Hash[:]
-		}
+	// Tree hashes already stored are skipped; only if some were (a
+	// re-delivery) are the given ones compared with the stored ones, after
+	// the batch.
+	var trees *treeArgs
+	if len(treeHashes) > 0 {
+		trees = newTreeArgs(treeHashes)
 		q.Queue(`INSERT INTO canopy.tree_hashes (event, node, idx, hash)
 			SELECT $1, u.node, u.idx, u.hash FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) AS u(node, idx, hash)
-			ON CONFLICT (event, node, idx) DO NOTHING`, ev, nodes, idxs, hashes)
-		checks = append(checks, execOnly)
-		q.Queue(`SELECT u.node, u.idx, t.hash, u.hash
-			FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) AS u(node, idx, hash)
-			JOIN canopy.tree_hashes t ON t.event = $1 AND t.node = u.node AND t.idx = u.idx
-			WHERE t.hash <> u.hash LIMIT 1`, ev, nodes, idxs, hashes)
+			ON CONFLICT (event, node, idx) DO NOTHING`, ev, trees.nodes, trees.idxs, trees.hashes)
 		checks = append(checks, func(br pgx.BatchResults) error {
-			var node, have, want []byte
-			var idx int64
-			err := br.QueryRow().Scan(&node, &idx, &have, &want)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
+			tag, err := br.Exec()
+			if err == nil && tag.RowsAffected() == int64(len(trees.idxs)) {
+				trees = nil // every one was new
 			}
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: event %q author %x tree hash %d: stored %x, batch has %x",
-				store.ErrConflict, b.Event, node, idx, have, want)
+			return err
 		})
 	}
 	if len(p.cps) > 0 {
@@ -393,7 +397,94 @@ func apply(ctx context.Context, tx pgx.Tx, b *store.Batch, p *plan) error {
 			return err
 		}
 	}
-	return br.Close()
+	if err := br.Close(); err != nil {
+		return err
+	}
+	if trees != nil {
+		return trees.compare(ctx, tx, b.Event)
+	}
+	return nil
+}
+
+// copyMin is the number of rows from which entries and tree hashes are
+// written with COPY, which costs the server much less per row than a
+// multi-row INSERT but takes a round trip of its own.
+const copyMin = 64
+
+var entryColumns = []string{"event", "node", "seq", "hash", "hlc_wall", "hlc_logical", "kind", "key", "data"}
+
+// copyEntries writes new entries with COPY. With the authors' heads locked
+// none of them can be stored already; if one is, the log was written around
+// the heads table, and the unique violation is a conflict.
+func copyEntries(ctx context.Context, tx pgx.Tx, event string, rows []row) error {
+	ev := []byte(event)
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"canopy", "entries"}, entryColumns,
+		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+			w := rows[i]
+			return []any{ev, w.e.Node[:], int64(w.e.Seq), w.hash[:], w.e.HLC.Wall, int64(w.e.HLC.Logical),
+				[]byte(w.e.Kind), []byte(w.e.Key), w.data}, nil
+		}))
+	if isUniqueViolation(err) {
+		return fmt.Errorf("%w: event %q: new entries were already stored without a head that covers them: %v",
+			store.ErrConflict, event, err)
+	}
+	return err
+}
+
+// copyTreeHashes writes tree hashes with COPY inside a savepoint and
+// reports whether it did. If one is stored already (a re-delivery, or
+// another writer), the savepoint is rolled back and it returns false: the
+// caller writes them the slower way, which skips and compares stored ones.
+func copyTreeHashes(ctx context.Context, tx pgx.Tx, ev []byte, ths []store.TreeHash) (bool, error) {
+	sp, err := tx.Begin(ctx) // a savepoint
+	if err != nil {
+		return false, err
+	}
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{"canopy", "tree_hashes"}, []string{"event", "node", "idx", "hash"},
+		pgx.CopyFromSlice(len(ths), func(i int) ([]any, error) {
+			th := &ths[i]
+			return []any{ev, th.Node[:], th.Index, th.Hash[:]}, nil
+		}))
+	if isUniqueViolation(err) {
+		return false, sp.Rollback(ctx)
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, sp.Commit(ctx)
+}
+
+// treeArgs are a batch's tree hashes as query parameters.
+type treeArgs struct {
+	nodes, hashes [][]byte
+	idxs          []int64
+}
+
+func newTreeArgs(ths []store.TreeHash) *treeArgs {
+	t := &treeArgs{nodes: make([][]byte, len(ths)), idxs: make([]int64, len(ths)), hashes: make([][]byte, len(ths))}
+	for i, th := range ths {
+		t.nodes[i], t.idxs[i], t.hashes[i] = th.Node[:], th.Index, th.Hash[:]
+	}
+	return t
+}
+
+// compare returns an error wrapping store.ErrConflict if a stored tree
+// hash differs from the one given for its index.
+func (t *treeArgs) compare(ctx context.Context, tx pgx.Tx, event string) error {
+	var node, have, want []byte
+	var idx int64
+	err := tx.QueryRow(ctx, `SELECT u.node, u.idx, t.hash, u.hash
+		FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) AS u(node, idx, hash)
+		JOIN canopy.tree_hashes t ON t.event = $1 AND t.node = u.node AND t.idx = u.idx
+		WHERE t.hash <> u.hash LIMIT 1`, []byte(event), t.nodes, t.idxs, t.hashes).Scan(&node, &idx, &have, &want)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: event %q author %x tree hash %d: stored %x, batch has %x",
+		store.ErrConflict, event, node, idx, have, want)
 }
 
 func execOnly(br pgx.BatchResults) error {

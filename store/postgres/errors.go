@@ -79,3 +79,9 @@ func isRetryable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && retryable(pe.Code)
 }
+
+// isUniqueViolation reports whether err is a unique_violation.
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
