@@ -174,10 +174,20 @@ func (r *rogue) entry(t *testing.T, seq uint64, prev *ledger.Entry, kind, key st
 // rogue.
 func (r *rogue) push(t *testing.T, base string, es []*ledger.Entry, notes ...[]byte) replica.PushResponse {
 	t.Helper()
+	pr, err := r.pushErr(base, es, notes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pr
+}
+
+// pushErr is push for any goroutine: it returns what failed.
+func (r *rogue) pushErr(base string, es []*ledger.Entry, notes ...[]byte) (replica.PushResponse, error) {
+	var pr replica.PushResponse
 	var buf bytes.Buffer
 	sw, err := replica.NewStreamWriter(&buf)
 	if err != nil {
-		t.Fatal(err)
+		return pr, err
 	}
 	for _, e := range es {
 		sw.Entry(e.Encode())
@@ -189,20 +199,19 @@ func (r *rogue) push(t *testing.T, base string, es []*ledger.Entry, notes ...[]b
 	sw.Flush()
 	req, err := http.NewRequest("POST", base+"/v1/sync/push", bytes.NewReader(buf.Bytes()))
 	if err != nil {
-		t.Fatal(err)
+		return pr, err
 	}
 	req.Header.Set("Content-Type", replica.ContentType)
 	replica.Sign(req, r.key, r.tok, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return pr, err
 	}
 	defer resp.Body.Close()
-	var pr replica.PushResponse
 	if err := json.NewDecoder(resp.Body).Decode(&pr); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("push: %d %v", resp.StatusCode, err)
+		return pr, fmt.Errorf("push: %d %v", resp.StatusCode, err)
 	}
-	return pr
+	return pr, nil
 }
 
 // quarantineOf returns the quarantine of node held by st, or nil.
