@@ -93,11 +93,12 @@ type SyncRatio struct {
 const (
 	noteCatchUp = "catch-up: the receiver meets a sender holding the backlog; timed from the start of the sync " +
 		"(canopy: the fresh edge's peer session starts; nats: the hub stream sourcing the edge stream is created, " +
-		"leaf connection already up) until the receiver holds every entry"
+		"leaf connection already up) until the receiver holds every entry; canopy's sender has signed its checkpoint over the backlog, " +
+		"as it does within a second of a write"
 	noteRestart = "restart: the receiver (canopy: the peer edge; nats: the hub server) is stopped, entries more are " +
 		"written on the sender, then it restarts with its store intact; timed from the restart call until it holds every entry"
 	noteHeal = "convergence after a heal: the link to an edge holding the backlog is restored (a peer session starts); " +
-		"timed until both edges' version vectors are equal"
+		"timed until both edges' version vectors are equal (the backlog written before its author's latest checkpoint)"
 )
 
 // RunSync compares catch-up between Canopy and NATS JetStream, alternating
@@ -267,30 +268,16 @@ func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart Syn
 		return catchUp, restart, nil, nil, err
 	}
 	defer os.RemoveAll(dir)
-	a, err := StartEdge(ctx, filepath.Join(dir, "a"), "bench-sync")
+	a, backlog, err := startSender(ctx, dir, n)
 	if err != nil {
 		return catchUp, restart, nil, nil, err
 	}
 	defer a.Close(context.Background())
-	backlog, err = appendBacklog(ctx, a, 0, n)
+	cfg, err := receiverConfig(a, dir, "b")
 	if err != nil {
 		return catchUp, restart, nil, nil, err
 	}
-	// The second edge of the same event, a peer of the first.
-	bDir := filepath.Join(dir, "b")
-	nk, enr, err := auth.EnrollNode(a.EventKey, a.Event, "bench-b", auth.NodeEdge, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour))
-	if err != nil {
-		return catchUp, restart, nil, nil, err
-	}
-	if err := auth.WriteNode(filepath.Join(bDir, "node"), nk, enr); err != nil {
-		return catchUp, restart, nil, nil, err
-	}
-	cfg := config.Default()
-	cfg.Node.Dir = filepath.Join(bDir, "data")
-	cfg.Node.Event = filepath.Join(dir, "a", "event")
-	cfg.Node.Key = filepath.Join(bDir, "node")
-	cfg.Node.Listen = "127.0.0.1:0"
-	b, err := edge.Open(ctx, cfg, nil)
+	catchUp, b, err := canopyCatchUp(ctx, a, cfg, backlog)
 	if err != nil {
 		return catchUp, restart, nil, nil, err
 	}
@@ -303,16 +290,6 @@ func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart Syn
 		return err
 	}
 	defer closeB()
-	counter := &countingDialer{}
-	start := time.Now()
-	b.AddPeer([]string{a.URL()}, &http.Client{Transport: counter.transport()})
-	if err := equalVectors(ctx, a.Edge, b, fmt.Sprintf("canopy catch-up of %d entries", n)); err != nil {
-		return catchUp, restart, nil, nil, err
-	}
-	secs := time.Since(start).Seconds()
-	catchUp = SyncResult{Bench: "sync.catch_up", System: "canopy", Entries: n, Seconds: round(secs),
-		PerSecond: round(float64(n) / secs), WireBytes: counter.n.Load(), EncodedBytes: totalSize(backlog)}
-	catchUp.WireOverEncoded = round(float64(catchUp.WireBytes) / float64(catchUp.EncodedBytes))
 	if m <= 0 {
 		catchUp.Note = noteHeal
 		return catchUp, restart, backlog, nil, nil
@@ -326,14 +303,78 @@ func canopyRun(ctx context.Context, root string, n, m int) (catchUp, restart Syn
 		return catchUp, restart, nil, nil, err
 	}
 	cfg.Sync.Peers = []string{a.URL()}
-	start = time.Now()
+	start := time.Now()
 	if b, err = edge.Open(ctx, cfg, nil); err != nil {
 		return catchUp, restart, nil, nil, err
 	}
 	if err := equalVectors(ctx, a.Edge, b, fmt.Sprintf("canopy catch-up after a restart (%d+%d entries)", n, m)); err != nil {
 		return catchUp, restart, nil, nil, err
 	}
-	secs = time.Since(start).Seconds()
+	secs := time.Since(start).Seconds()
 	restart = SyncResult{Bench: "sync.restart", System: "canopy", Entries: m, Backlog: n + m, Seconds: round(secs), Note: noteRestart}
 	return catchUp, restart, backlog, more, nil
+}
+
+// startSender starts edge A in dir/a with n entries written, and waits
+// until its latest checkpoint covers them (the journal signs one within a
+// second of a write), as it does for a backlog held a while.
+func startSender(ctx context.Context, dir string, n int) (*Edge, [][]byte, error) {
+	a, err := StartEdge(ctx, filepath.Join(dir, "a"), "bench-sync")
+	if err != nil {
+		return nil, nil, err
+	}
+	backlog, err := appendBacklog(ctx, a, 0, n)
+	if err == nil {
+		err = waitFor(10*time.Second, "a checkpoint covering the backlog", func() (bool, error) {
+			cp, ok := a.Journal.Checkpoint()
+			return ok && cp.Size >= a.Journal.Durable(), nil
+		})
+	}
+	if err != nil {
+		a.Close(context.Background())
+		return nil, nil, err
+	}
+	return a, backlog, nil
+}
+
+// receiverConfig enrols a second edge of a's event in dir/name and returns
+// its configuration.
+func receiverConfig(a *Edge, dir, name string) (config.Config, error) {
+	bDir := filepath.Join(dir, name)
+	cfg := config.Default()
+	nk, enr, err := auth.EnrollNode(a.EventKey, a.Event, "bench-"+name, auth.NodeEdge, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour))
+	if err != nil {
+		return cfg, err
+	}
+	if err := auth.WriteNode(filepath.Join(bDir, "node"), nk, enr); err != nil {
+		return cfg, err
+	}
+	cfg.Node.Dir = filepath.Join(bDir, "data")
+	cfg.Node.Event = filepath.Join(a.Dir, "event")
+	cfg.Node.Key = filepath.Join(bDir, "node")
+	cfg.Node.Listen = "127.0.0.1:0"
+	return cfg, nil
+}
+
+// canopyCatchUp opens the receiver of cfg, starts its peer session with a
+// and times it until both hold the same entries. The caller closes the
+// receiver it returns.
+func canopyCatchUp(ctx context.Context, a *Edge, cfg config.Config, backlog [][]byte) (SyncResult, *edge.Edge, error) {
+	b, err := edge.Open(ctx, cfg, nil)
+	if err != nil {
+		return SyncResult{}, nil, err
+	}
+	counter := &countingDialer{}
+	start := time.Now()
+	b.AddPeer([]string{a.URL()}, &http.Client{Transport: counter.transport()})
+	if err := equalVectors(ctx, a.Edge, b, fmt.Sprintf("canopy catch-up of %d entries", len(backlog))); err != nil {
+		b.Close(context.Background())
+		return SyncResult{}, nil, err
+	}
+	secs := time.Since(start).Seconds()
+	n := len(backlog)
+	r := SyncResult{Bench: "sync.catch_up", System: "canopy", Entries: n, Seconds: round(secs),
+		PerSecond: round(float64(n) / secs), WireBytes: counter.n.Load(), EncodedBytes: totalSize(backlog)}
+	r.WireOverEncoded = round(float64(r.WireBytes) / float64(r.EncodedBytes))
+	return r, b, nil
 }

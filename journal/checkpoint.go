@@ -12,7 +12,8 @@ import (
 )
 
 // checkpointLoop signs a checkpoint every CheckpointEvery while the log has
-// grown since the last one.
+// grown since the last one, and at once when CheckpointEntries entries are
+// not covered.
 func (j *Journal) checkpointLoop() {
 	defer j.cpWG.Done()
 	t := time.NewTicker(j.cfg.CheckpointEvery)
@@ -22,9 +23,10 @@ func (j *Journal) checkpointLoop() {
 		case <-j.closing:
 			return
 		case <-t.C:
-			if _, err := j.SignCheckpoint(context.Background()); err != nil {
-				j.log.Warn("journal: checkpoint", "err", err)
-			}
+		case <-j.cpNow:
+		}
+		if _, err := j.SignCheckpoint(context.Background()); err != nil {
+			j.log.Warn("journal: checkpoint", "err", err)
 		}
 	}
 }

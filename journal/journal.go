@@ -37,8 +37,13 @@ type Config struct {
 	// CheckpointEvery is how often a checkpoint is signed while there are
 	// new entries (default 1s).
 	CheckpointEvery time.Duration
-	Logger          *slog.Logger          // nil: discard
-	Metrics         prometheus.Registerer // nil: not registered
+	// CheckpointEntries: a checkpoint is also signed as soon as this many
+	// entries of the node's own log are not covered by one (default
+	// 16384), so a backlog is covered in runs a sync receiver can
+	// authenticate by one signature each.
+	CheckpointEntries int
+	Logger            *slog.Logger          // nil: discard
+	Metrics           prometheus.Registerer // nil: not registered
 }
 
 // Journal is a node's append path. It is safe for concurrent use.
@@ -68,6 +73,7 @@ type Journal struct {
 	failGen    uint64 // batches of an older generation are failed, not committed
 	checkpoint store.Checkpoint
 	changed    chan struct{} // closed and replaced on every commit of entries
+	cpNow      chan struct{} // asks the checkpoint loop to sign now
 	cpWG       sync.WaitGroup
 	cpMu       sync.Mutex // one checkpoint signed at a time
 }
@@ -84,9 +90,9 @@ type request struct {
 }
 
 type result struct {
-	entry *ledger.Entry // an append's new entry
-	added int           // an ingest's count of entries stored
-	err   error
+	entry  *ledger.Entry  // an append's new entry
+	stored []store.Stored // an ingest's entries stored (the new ones)
+	err    error
 }
 
 type batch struct {
@@ -115,6 +121,9 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = time.Second
 	}
+	if cfg.CheckpointEntries <= 0 {
+		cfg.CheckpointEntries = 16384
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,6 +137,7 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		closing:  make(chan struct{}),
 		closed:   make(chan struct{}),
 		changed:  make(chan struct{}),
+		cpNow:    make(chan struct{}, 1),
 		ov:       newOverlay(),
 	}
 	m, err := newMetrics(cfg.Metrics)
@@ -421,7 +431,7 @@ func (j *Journal) buildIngest(tag uint64, b *batch, in []store.Stored, stored *[
 		j.ov.putHead(e.Node, e.Seq, s.Hash, tag)
 		j.hlc.Observe(e.HLC)
 		*stored = append(*stored, s)
-		res.added++
+		res.stored = append(res.stored, s)
 	}
 	return res, nil
 }
@@ -514,7 +524,14 @@ func (j *Journal) commitGroup(group []*batch) {
 	j.stats.Entries += uint64(n)
 	close(j.changed)
 	j.changed = make(chan struct{})
+	due := j.durable-j.checkpoint.Size >= uint64(j.cfg.CheckpointEntries)
 	j.mu.Unlock()
+	if due {
+		select {
+		case j.cpNow <- struct{}{}:
+		default:
+		}
+	}
 	for _, b := range live {
 		for i, r := range b.reqs {
 			r.done <- b.results[i]
@@ -576,31 +593,58 @@ func (j *Journal) Close(ctx context.Context) error {
 // entries before it are stored and counted. The HLC observes every entry
 // stored, so this node's next entry sorts after them.
 func (j *Journal) Ingest(ctx context.Context, entries []store.Stored) (int, error) {
-	if len(entries) == 0 {
-		return 0, nil
+	p, err := j.StartIngest(ctx, entries)
+	if err != nil {
+		return 0, err
 	}
+	stored, err := p.Wait(ctx)
+	return len(stored), err
+}
+
+// PendingIngest is an ingest queued by StartIngest.
+type PendingIngest struct {
+	r *request
+}
+
+// StartIngest queues an Ingest and returns without waiting for it, so a
+// caller can queue the next entries while these are committed (several
+// ingests may share one transaction). Ingests queued by one goroutine are
+// applied in the order queued; one refused part way does not stop the
+// ingests queued after it, which are checked against the entries stored
+// before them as usual.
+func (j *Journal) StartIngest(ctx context.Context, entries []store.Stored) (*PendingIngest, error) {
 	for _, s := range entries {
 		if s.Entry == nil {
-			return 0, fmt.Errorf("%w: nil entry", store.ErrInvalid)
+			return nil, fmt.Errorf("%w: nil entry", store.ErrInvalid)
 		}
 	}
 	r := &request{ctx: ctx, ingest: entries, enqueued: time.Now(), done: make(chan result, 1)}
+	if len(entries) == 0 {
+		r.done <- result{}
+		return &PendingIngest{r}, nil
+	}
 	select {
 	case <-j.closing:
-		return 0, ErrClosed
+		return nil, ErrClosed
 	default:
 	}
 	select {
 	case j.reqs <- r:
 	case <-j.closing:
-		return 0, ErrClosed
+		return nil, ErrClosed
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return nil, ctx.Err()
 	}
+	return &PendingIngest{r}, nil
+}
+
+// Wait returns, once they are durable, the entries the ingest stored (those
+// not held before, in the order given) and why it stopped early, if it did.
+func (p *PendingIngest) Wait(ctx context.Context) ([]store.Stored, error) {
 	select {
-	case res := <-r.done:
-		return res.added, res.err
+	case res := <-p.r.done:
+		return res.stored, res.err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return nil, ctx.Err()
 	}
 }

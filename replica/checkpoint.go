@@ -254,13 +254,15 @@ func (n *Node) findFork(ctx context.Context, es []store.Stored) *ForkError {
 type cpTracker struct {
 	n    *Node
 	sent map[ledger.NodeID]string
-	poll *time.Ticker
-	all  bool // every held author: the first round, after a heartbeat or a stored checkpoint
-	own  bool // this node's own log: after a poll
+	// known caches authors' stored checkpoints, to pick covers from.
+	known map[ledger.NodeID][]store.Checkpoint
+	poll  *time.Ticker
+	all   bool // every held author: the first round, after a heartbeat or a stored checkpoint
+	own   bool // this node's own log: after a poll
 }
 
 func newCPTracker(n *Node) *cpTracker {
-	return &cpTracker{n: n, sent: map[ledger.NodeID]string{}, poll: time.NewTicker(n.CheckpointPoll), all: true}
+	return &cpTracker{n: n, sent: map[ledger.NodeID]string{}, known: map[ledger.NodeID][]store.Checkpoint{}, poll: time.NewTicker(n.CheckpointPoll), all: true}
 }
 
 func (t *cpTracker) stop() { t.poll.Stop() }

@@ -59,8 +59,15 @@ type metrics struct {
 	received    *prometheus.CounterVec
 	backlog     *prometheus.GaugeVec
 	refused     *prometheus.CounterVec
+	authentic   *prometheus.CounterVec
 	lag         prometheus.Histogram
 }
+
+// Values of the "by" label of canopy_sync_authenticated_entries_total.
+const (
+	byCheckpoint = "checkpoint"
+	bySignature  = "signature"
+)
 
 func newMetrics() *metrics {
 	peer := []string{"peer"}
@@ -84,6 +91,10 @@ func newMetrics() *metrics {
 			Name: "canopy_sync_refused_entries_total",
 			Help: "Refusals of entries (each stops the rest of its stream), by peer, reason, and side: received (this node refused the peer's) or sent (the peer refused this node's).",
 		}, []string{"peer", "reason", "side"}),
+		authentic: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "canopy_sync_authenticated_entries_total",
+			Help: "Received entries found authentic, by how: checkpoint (one signed checkpoint covered their run) or signature (each verified one by one).",
+		}, []string{"by"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "canopy_sync_lag_seconds",
 			Help:    "For each entry stored from another node: its commit time here minus its author's HLC wall time (negative clamped to 0).",
@@ -93,7 +104,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connected, m.lastContact, m.sent, m.received, m.backlog, m.refused, m.lag} {
+	for _, c := range []prometheus.Collector{m.connected, m.lastContact, m.sent, m.received, m.backlog, m.refused, m.authentic, m.lag} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

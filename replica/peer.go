@@ -215,7 +215,7 @@ func (p *Peer) pushLoop(ctx context.Context, url string) error {
 		for k, v := range theirs {
 			sent[k] = v
 		}
-		n, err := p.Node.sendMissing(ctx, sw, sent, p.PushBatch)
+		n, err := p.Node.sendMissing(ctx, sw, sent, p.PushBatch, cps)
 		if err != nil {
 			return err
 		}

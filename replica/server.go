@@ -246,7 +246,7 @@ func (n *Node) pull(w http.ResponseWriter, r *http.Request) error {
 		changed, cpChanged := n.Journal.Changed(), n.cpChanged()
 		before := maps.Clone(sent)
 		polled := cps.polled()
-		k, err := n.sendMissing(ctx, sw, sent, 0)
+		k, err := n.sendMissing(ctx, sw, sent, 0, cps)
 		if err == nil {
 			var c int
 			c, err = cps.send(ctx, sw, before, sent)
@@ -296,9 +296,12 @@ func acceptsGzip(r *http.Request) bool {
 }
 
 // sendMissing writes held entries beyond sent, author by author in seq
-// order, at most limit of them (0: all), advances sent and returns how many
-// it wrote.
-func (n *Node) sendMissing(ctx context.Context, sw *writer, sent Vector, limit int) (int, error) {
+// order, at most limit of them (0: all; a run under one checkpoint may go
+// beyond), advances sent and returns how many it wrote. A run of an
+// author's entries that one of its stored checkpoints covers is preceded by
+// that checkpoint, so the receiver authenticates the run by its one
+// signature (see cover.go); cps remembers what was sent.
+func (n *Node) sendMissing(ctx context.Context, sw *writer, sent Vector, limit int, cps *cpTracker) (int, error) {
 	held, err := n.Store.Vector(ctx, n.Event.Slug)
 	if err != nil {
 		return 0, err
@@ -306,26 +309,40 @@ func (n *Node) sendMissing(ctx context.Context, sw *writer, sent Vector, limit i
 	count := 0
 	for node, top := range held {
 		for sent[node] < top {
-			want := 1000
-			if limit > 0 {
-				want = min(want, limit-count)
-			}
-			if want <= 0 {
+			if limit > 0 && count >= limit {
 				return count, nil
 			}
-			page, err := n.Store.Entries(ctx, n.Event.Slug, node, sent[node]+1, top, want)
+			end := top
+			cp, covered, err := cps.coverFor(ctx, node, sent[node], top, limit-count)
 			if err != nil {
 				return count, err
 			}
-			if len(page) == 0 {
-				break
+			if covered {
+				end = cp.Size
+				if cps.sent[node] != string(cp.Note) {
+					if err := sw.checkpoint(node, cp.Note); err != nil {
+						return count, err
+					}
+					cps.sent[node] = string(cp.Note)
+				}
+			} else if limit > 0 {
+				end = min(top, sent[node]+uint64(limit-count))
 			}
-			for _, s := range page {
-				if err := sw.entry(s.Entry.Encode()); err != nil {
+			for sent[node] < end {
+				page, err := n.Store.Entries(ctx, n.Event.Slug, node, sent[node]+1, end, 1000)
+				if err != nil {
 					return count, err
 				}
-				sent[node] = s.Entry.Seq
-				count++
+				if len(page) == 0 {
+					return count, fmt.Errorf("replica: entries of %s after %d are not readable", node, sent[node])
+				}
+				for _, s := range page {
+					if err := sw.entry(s.Entry.Encode()); err != nil {
+						return count, err
+					}
+					sent[node] = s.Entry.Seq
+					count++
+				}
 			}
 		}
 	}
@@ -371,146 +388,16 @@ func (n *Node) push(w http.ResponseWriter, r *http.Request) error {
 	return api.WriteJSON(w, http.StatusOK, resp)
 }
 
-// ingest stores entries of other nodes, then counts them, observes their
-// lag and tells OnIngest about those that were new.
-func (n *Node) ingest(ctx context.Context, stored []store.Stored, peer string) (int, error) {
-	before, err := n.Store.Vector(ctx, n.Event.Slug)
-	if err != nil {
-		return 0, err
+// ingested counts entries of other nodes just stored from peer, observes
+// their lag and tells OnIngest.
+func (n *Node) ingested(fresh []store.Stored, peer string) {
+	if len(fresh) == 0 {
+		return
 	}
-	k, err := n.Journal.Ingest(ctx, stored)
-	if k > 0 {
-		now := n.Clock.Now()
-		var after Vector // when the ingest stopped part way: what was stored
-		if err != nil {
-			after, _ = n.Store.Vector(ctx, n.Event.Slug)
-		}
-		fresh := make([]store.Stored, 0, k)
-		for _, s := range stored {
-			if after != nil && s.Entry.Seq > after[s.Entry.Node] {
-				continue
-			}
-			if s.Entry.Seq > before[s.Entry.Node] && s.Entry.Node != n.Journal.Node() {
-				fresh = append(fresh, s)
-			}
-		}
-		m := n.metrics()
-		m.received.WithLabelValues(peer).Add(float64(k))
-		m.observeLag(now, fresh)
-		if n.OnIngest != nil {
-			n.OnIngest(fresh)
-		}
-	}
-	return k, err
-}
-
-// chunk is how many received entries are verified and stored together.
-const chunk = 1024
-
-// ingestStream verifies and stores the entries of a stream, a chunk at a
-// time (and at every end frame), until the stream ends or an entry is
-// refused. Reading and verifying the next chunk overlaps with storing the
-// previous one. It returns how many were stored and why it stopped early,
-// if it did; the entries before a refused one are stored. peer labels the
-// metrics; onStored, if not nil, is told how many were stored after each
-// chunk.
-func (n *Node) ingestStream(ctx context.Context, rd *reader, peer string, onStored func(int)) (int, error) {
-	type job struct {
-		stored []store.Stored
-		cps    []cpFrame     // checkpoints to take once stored is
-		done   chan struct{} // closed when stored (so an end frame can wait)
-	}
-	jobs := make(chan job, 4)
-	var added int
-	var ingestErr error
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		for j := range jobs {
-			if ingestErr == nil && len(j.stored) > 0 {
-				k, err := n.ingest(ctx, j.stored, peer)
-				added += k
-				if onStored != nil && k > 0 {
-					onStored(k)
-				}
-				ingestErr = err
-			}
-			ingestErr = n.afterIngest(ctx, j.stored, j.cps, ingestErr)
-			if j.done != nil {
-				close(j.done)
-			}
-		}
-	}()
-	var pending []*ledger.Entry
-	var pendingCP []cpFrame
-	var verifyErr error // why a received entry was not authentic
-	// submit verifies the pending chunk and queues what is authentic.
-	submit := func(wait bool) error {
-		ok, verr := n.authors.checkAll(ctx, pending)
-		stored := make([]store.Stored, ok)
-		for i, e := range pending[:ok] {
-			stored[i] = store.Stored{Entry: e, Hash: e.Hash()}
-		}
-		pending = pending[:0]
-		var fe *ForkError
-		if errors.As(verr, &fe) {
-			n.reportFork(ctx, fe)
-		}
-		if verr != nil {
-			verifyErr = verr
-		}
-		j := job{stored: stored}
-		if verr == nil {
-			j.cps, pendingCP = pendingCP, nil
-		}
-		if wait {
-			j.done = make(chan struct{})
-		}
-		jobs <- j
-		if wait {
-			<-j.done
-		}
-		return verr
-	}
-	finish := func(err error) (int, error) {
-		close(jobs)
-		<-finished
-		if refused := errors.Join(verifyErr, ingestErr); refused != nil && ctx.Err() == nil {
-			n.metrics().refused.WithLabelValues(peer, RefusedReason(refused), sideReceived).Inc()
-		}
-		return added, errors.Join(err, ingestErr)
-	}
-	for {
-		t, p, err := rd.next()
-		if errors.Is(err, io.EOF) {
-			return finish(submit(false))
-		}
-		if err != nil {
-			return finish(errors.Join(err, submit(false)))
-		}
-		switch t {
-		case frameEnd:
-			// The sender has nothing more for now: store what came.
-			if err := submit(true); err != nil {
-				return finish(err)
-			}
-		case frameCheckpoint:
-			f, err := parseCheckpointFrame(p)
-			if err != nil {
-				return finish(errors.Join(err, submit(false)))
-			}
-			pendingCP = append(pendingCP, f)
-		case frameEntry:
-			e, err := ledger.Decode(p)
-			if err != nil {
-				return finish(errors.Join(fmt.Errorf("replica: entry: %w", err), submit(false)))
-			}
-			pending = append(pending, e)
-			if len(pending) >= chunk {
-				if err := submit(false); err != nil {
-					return finish(err)
-				}
-			}
-		}
+	m := n.metrics()
+	m.received.WithLabelValues(peer).Add(float64(len(fresh)))
+	m.observeLag(n.Clock.Now(), fresh)
+	if n.OnIngest != nil {
+		n.OnIngest(fresh)
 	}
 }

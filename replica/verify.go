@@ -151,17 +151,19 @@ func (a *authors) learn(e *ledger.Entry) (ed25519.PublicKey, error) {
 	return enr.PublicKey, nil
 }
 
-// checkAll authenticates a chunk of entries and returns how many of them,
-// from the start, are authentic, and why the next one is not. Authors'
-// enrolments, revocations, quarantines and held heads are looked up once
-// per chunk; signatures are checked in parallel on every core. An entry at
-// a seq already held must be the held entry: another one is a fork
-// (*ForkError), found only once its signature verified.
-func (a *authors) checkAll(ctx context.Context, es []*ledger.Entry) (int, error) {
-	keys := make([]ed25519.PublicKey, len(es))
+// checkAll authenticates a chunk of received entries and returns how many
+// of them, from the start, are authentic, and why the next one is not.
+// Authors' enrolments, revocations, quarantines and held heads are looked
+// up once per chunk; signatures of entries not checked already (by a
+// cover) are checked in parallel on every core. An entry at a seq already
+// held must be the held entry: another one is a fork (*ForkError), found
+// only once its signature verified.
+func (a *authors) checkAll(ctx context.Context, items []item) (int, error) {
+	keys := make([]ed25519.PublicKey, len(items))
 	blocked := map[ledger.NodeID]error{}
 	heads := map[ledger.NodeID]uint64{}
-	for i, e := range es {
+	for i, it := range items {
+		e := it.e
 		if e.Event != a.ev.Slug {
 			return i, fmt.Errorf("replica: %w: entry %s/%d is of event %q, not %q", ledger.ErrWrongEvent, e.Node, e.Seq, e.Event, a.ev.Slug)
 		}
@@ -191,26 +193,17 @@ func (a *authors) checkAll(ctx context.Context, es []*ledger.Entry) (int, error)
 			return i, err
 		}
 	}
-	bad := make([]error, len(es))
-	workers := min(runtime.GOMAXPROCS(0), len(es))
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < len(es); i += workers {
-				if es[i].Seq != 1 { // an enrolment entry was verified by learn
-					bad[i] = es[i].Verify(keys[i])
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
+	bad := verifyEach(len(items), func(i int) error {
+		if items[i].checked || items[i].e.Seq == 1 { // an enrolment entry was verified by learn
+			return nil
+		}
+		return items[i].e.Verify(keys[i])
+	})
 	for i, err := range bad {
 		if err != nil {
 			return i, err
 		}
-		e := es[i]
+		e := items[i].e
 		if e.Seq > heads[e.Node] {
 			continue
 		}
@@ -218,9 +211,28 @@ func (a *authors) checkAll(ctx context.Context, es []*ledger.Entry) (int, error)
 		if err != nil {
 			return i, err
 		}
-		if len(held) == 1 && held[0].Hash != e.Hash() {
+		if len(held) == 1 && held[0].Hash != items[i].hash {
 			return i, &ForkError{Held: held[0].Entry, Got: e}
 		}
 	}
-	return len(es), nil
+	return len(items), nil
+}
+
+// verifyEach runs check(0..n-1) on every core and returns the errors by
+// index.
+func verifyEach(n int, check func(i int) error) []error {
+	errs := make([]error, n)
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				errs[i] = check(i)
+			}
+		}(w)
+	}
+	wg.Wait()
+	return errs
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/mod/sumdb/tlog"
+
+	"canopy/ledger"
 	"canopy/store"
 	"canopy/store/sqlite"
 )
@@ -38,4 +41,51 @@ func BenchmarkCommit(b *testing.B) {
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
 		})
 	}
+}
+
+// BenchmarkCommitSync measures commits as a sync receiver makes them: 4,096
+// entries of one author with their Merkle tree hashes (about two per
+// entry), 340-byte entries.
+func BenchmarkCommitSync(b *testing.B) {
+	const n = 4096
+	s, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	c := newChain(9)
+	tree := map[int64]tlog.Hash{}
+	read := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = tree[x]
+		}
+		return out, nil
+	})
+	batches := make([]*store.Batch, b.N)
+	for i := range batches {
+		bt := c.batch(b, n, 200)
+		for _, st := range bt.Entries {
+			idx := int64(st.Entry.Seq - 1)
+			hs, err := ledger.StoredHashes(idx, st.Hash, read)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for k, h := range hs {
+				at := tlog.StoredHashCount(idx) + int64(k)
+				tree[at] = tlog.Hash(h)
+				bt.TreeHashes = append(bt.TreeHashes, store.TreeHash{Node: c.node(), Index: at, Hash: h})
+			}
+		}
+		batches[i] = bt
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := s.Commit(ctx, batches[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
 }

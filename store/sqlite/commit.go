@@ -230,27 +230,8 @@ func (s *Store) apply(tx *sql.Tx, b *store.Batch, runs []run) error {
 		return err
 	}
 
-	if len(b.TreeHashes) > 0 {
-		ins, at := tx.Stmt(s.ws.insertTree), tx.Stmt(s.ws.treeAt)
-		for _, th := range b.TreeHashes {
-			res, err := ins.Exec(ev, th.Node[:], th.Index, th.Hash[:])
-			if err != nil {
-				return err
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n == 1 {
-				continue
-			}
-			var stored []byte
-			if err := at.QueryRow(ev, th.Node[:], th.Index).Scan(&stored); err != nil {
-				return err
-			}
-			if !bytes.Equal(stored, th.Hash[:]) {
-				return fmt.Errorf("%w: event %q author %s tree hash %d: stored %x, batch has %s",
-					store.ErrConflict, ev, th.Node, th.Index, stored, th.Hash)
-			}
-		}
+	if err := s.insertTreeHashes(tx, ev, b.TreeHashes); err != nil {
+		return err
 	}
 
 	if len(b.Checkpoints) > 0 {
@@ -286,6 +267,60 @@ func (s *Store) apply(tx *sql.Tx, b *store.Batch, runs []run) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// insertTreeHashes writes tree hashes, treeChunk to a statement where it
+// can. A hash already stored must be the same.
+func (s *Store) insertTreeHashes(tx *sql.Tx, ev string, ths []store.TreeHash) error {
+	if len(ths) == 0 {
+		return nil
+	}
+	var many, one, at *sql.Stmt
+	args := make([]any, 0, 4*treeChunk)
+	for len(ths) > 0 {
+		k := 1
+		ins := one
+		if len(ths) >= treeChunk {
+			k = treeChunk
+			if many == nil {
+				many = tx.Stmt(s.ws.insertTrees)
+			}
+			ins = many
+		} else if one == nil {
+			one = tx.Stmt(s.ws.insertTree)
+			ins = one
+		}
+		args = args[:0]
+		for _, th := range ths[:k] {
+			args = append(args, ev, th.Node[:], th.Index, th.Hash[:])
+		}
+		res, err := ins.Exec(args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n != int64(k) {
+			// Some were stored before: they must be the same.
+			if at == nil {
+				at = tx.Stmt(s.ws.treeAt)
+			}
+			for _, th := range ths[:k] {
+				var stored []byte
+				if err := at.QueryRow(ev, th.Node[:], th.Index).Scan(&stored); err != nil {
+					return err
+				}
+				if !bytes.Equal(stored, th.Hash[:]) {
+					return fmt.Errorf("%w: event %q author %s tree hash %d: stored %x, batch has %s",
+						store.ErrConflict, ev, th.Node, th.Index, stored, th.Hash)
+				}
+			}
+		}
+		ths = ths[k:]
 	}
 	return nil
 }

@@ -13,6 +13,9 @@ const entryCols = `hash, data, node, seq`
 // written in chunks of this size and single-row inserts for the rest.
 const insertChunk = 32
 
+// treeChunk is how many tree hashes one multi-row INSERT carries.
+const treeChunk = 64
+
 // writeStmts are prepared once on the writer connection and reused by every
 // commit.
 type writeStmts struct {
@@ -22,6 +25,7 @@ type writeStmts struct {
 	insertChunk *sql.Stmt
 	putHead     *sql.Stmt
 	insertTree  *sql.Stmt
+	insertTrees *sql.Stmt // treeChunk rows
 	treeAt      *sql.Stmt
 	putCP       *sql.Stmt
 	putView     *sql.Stmt
@@ -35,6 +39,10 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	for range insertChunk - 1 {
 		chunk += ", " + values
 	}
+	trees := "(?, ?, ?, ?)"
+	for range treeChunk - 1 {
+		trees += ", (?, ?, ?, ?)"
+	}
 	// OR ROLLBACK: the checks before the insert rule out a duplicate key, so
 	// SQLite need not keep a statement journal to undo half a statement.
 	const insert = `INSERT OR ROLLBACK INTO entries (event, node, seq, hash, hlc_wall, hlc_logical, kind, key, data) VALUES `
@@ -46,6 +54,8 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&ws.putHead, `INSERT INTO heads (event, node, seq, hash) VALUES (?, ?, ?, ?)
 			ON CONFLICT (event, node) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`},
 		{&ws.insertTree, `INSERT INTO tree_hashes (event, node, idx, hash) VALUES (?, ?, ?, ?)
+			ON CONFLICT (event, node, idx) DO NOTHING`},
+		{&ws.insertTrees, `INSERT INTO tree_hashes (event, node, idx, hash) VALUES ` + trees + `
 			ON CONFLICT (event, node, idx) DO NOTHING`},
 		{&ws.treeAt, `SELECT hash FROM tree_hashes WHERE event = ? AND node = ? AND idx = ?`},
 		{&ws.putCP, `INSERT INTO checkpoints (event, node, size, root, note) VALUES (?, ?, ?, ?, ?)
@@ -59,7 +69,7 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (ws *writeStmts) close() {
 	closeAll(ws.head, ws.hashAt, ws.insertEntry, ws.insertChunk, ws.putHead, ws.insertTree,
-		ws.treeAt, ws.putCP, ws.putView, ws.delView, ws.delViews)
+		ws.insertTrees, ws.treeAt, ws.putCP, ws.putView, ws.delView, ws.delViews)
 }
 
 // readStmts are prepared once on the read pool.
