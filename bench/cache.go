@@ -275,7 +275,7 @@ func startCanopyCache(ctx context.Context, o CacheOptions, dir, origin string, b
 		if err != nil {
 			return nil, err
 		}
-		lns = append(lns, ln)
+		lns = append(lns, edgecache.Listener(ln))
 	}
 	if bt != nil {
 		is, err := bt.ca.NewIssuer([]string{benchTLSName}, 0, nil)
@@ -285,7 +285,7 @@ func startCanopyCache(ctx context.Context, o CacheOptions, dir, origin string, b
 		lns[1] = tls.NewListener(lns[1], localtls.ServerConfig(is.GetCertificate))
 	}
 	srv := &http.Server{Handler: edgecache.Admin(st, []string{"canopy"}, h), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
-		ErrorLog: log.New(io.Discard, "", 0)} // the readiness probes' bare TLS connections
+		ConnContext: edgecache.ConnContext, ErrorLog: log.New(io.Discard, "", 0)} // the readiness probes' bare TLS connections
 	var addrs []string
 	for _, ln := range lns {
 		go srv.Serve(ln)

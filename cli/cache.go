@@ -73,7 +73,7 @@ func runCacheServe(ctx context.Context, e *env, args []string) error {
 		if tlsLn, err = net.Listen("tcp", *tlsListen); err != nil {
 			return err
 		}
-		tlsLn = tls.NewListener(tlsLn, localtls.ServerConfig(is.GetCertificate))
+		tlsLn = tls.NewListener(edgecache.Listener(tlsLn), localtls.ServerConfig(is.GetCertificate))
 	}
 	u, err := url.Parse(*origin)
 	if err != nil {
@@ -91,9 +91,10 @@ func runCacheServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: edgecache.Admin(st, []string{"canopy"}, h), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: edgecache.Admin(st, []string{"canopy"}, h), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+		ConnContext: edgecache.ConnContext}
 	done := make(chan error, 2)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.Serve(edgecache.Listener(ln)) }()
 	fmt.Fprintf(e.stdout, "canopy cache serving http://%s in front of %s\n", ln.Addr(), u)
 	if tlsLn != nil {
 		go func() { done <- srv.Serve(tlsLn) }()

@@ -86,12 +86,14 @@ func openCache(cfg config.CacheConfig, tlsCfg config.TLSConfig, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("edge: cache listen on %s: %w", cfg.Listen, err)
 	}
+	c.ln = edgecache.Listener(c.ln)
 	if serverTLS != nil {
 		c.ln = tls.NewListener(c.ln, serverTLS)
 		c.scheme = "https"
 	}
 	c.srv = &http.Server{
 		Handler:           edgecache.Admin(st, c.sites.Names(), c.sites),
+		ConnContext:       edgecache.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -729,6 +729,10 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, f *fill, has
 	}
 }
 
+// coalesceMin is the smallest body from memory whose response is sent in
+// one write (see Listener): a smaller one fits net/http's buffer anyway.
+const coalesceMin = 3 << 10
+
 // reply is a response respond writes.
 type reply struct {
 	status int
@@ -779,6 +783,9 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, rp *reply) {
 		} else {
 			out["Content-Length"] = []string{strconv.FormatInt(length, 10)}
 		}
+	}
+	if _, inMemory := rp.body.(memBody); inMemory && length > coalesceMin && r.Method != http.MethodHead {
+		coalesce(r) // head and body in one write
 	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
