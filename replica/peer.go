@@ -2,7 +2,6 @@ package replica
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // Peer keeps a node in sync with another node (an edge on the venue LAN or
@@ -144,12 +145,13 @@ func (p *Peer) session(ctx context.Context, url string) error {
 }
 
 func (p *Peer) do(ctx context.Context, method, url string, body []byte, bodyHash [32]byte, ctype string) (*http.Response, error) {
-	return p.doEncoded(ctx, method, url, body, bodyHash, ctype, "")
+	return p.doEncoded(ctx, method, url, body, bodyHash, ctype, "", "")
 }
 
 // doEncoded is do with a Content-Encoding for the body (push streams are
-// gzip-compressed batches).
-func (p *Peer) doEncoded(ctx context.Context, method, url string, body []byte, bodyHash [32]byte, ctype, encoding string) (*http.Response, error) {
+// gzip-compressed batches) and an Accept-Encoding for the response (pull
+// streams are decompressed by pullLoop, not by the transport).
+func (p *Peer) doEncoded(ctx context.Context, method, url string, body []byte, bodyHash [32]byte, ctype, encoding, accept string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -159,6 +161,9 @@ func (p *Peer) doEncoded(ctx context.Context, method, url string, body []byte, b
 	}
 	if encoding != "" {
 		req.Header.Set("Content-Encoding", encoding)
+	}
+	if accept != "" {
+		req.Header.Set("Accept-Encoding", accept)
 	}
 	sign(req, p.Key, p.Enrolment, bodyHash)
 	resp, err := p.HTTP.Do(req)
@@ -238,7 +243,7 @@ func (p *Peer) pushLoop(ctx context.Context, url string) error {
 			if err := zw.Close(); err != nil {
 				return err
 			}
-			resp, err := p.doEncoded(ctx, http.MethodPost, url+"/v1/sync/push", zbuf.Bytes(), emptyHash, ContentType, "gzip")
+			resp, err := p.doEncoded(ctx, http.MethodPost, url+"/v1/sync/push", zbuf.Bytes(), emptyHash, ContentType, "gzip", "")
 			if err != nil {
 				return err
 			}
@@ -280,12 +285,21 @@ func (p *Peer) pullLoop(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := p.do(ctx, http.MethodPost, url+"/v1/sync/pull", body, sha256.Sum256(body), "application/json")
+	resp, err := p.doEncoded(ctx, http.MethodPost, url+"/v1/sync/pull", body, sha256.Sum256(body), "application/json", "", "gzip")
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	rd, err := newReader(resp.Body)
+	var stream io.Reader = resp.Body
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return fmt.Errorf("pull from %s: gzip stream: %w", url, err)
+		}
+		defer zr.Close()
+		stream = zr
+	}
+	rd, err := newReader(stream)
 	if err != nil {
 		return err
 	}

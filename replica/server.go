@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"canopy/api"
@@ -328,23 +328,55 @@ func (n *Node) sendMissing(ctx context.Context, sw *writer, sent Vector, limit i
 			} else if limit > 0 {
 				end = min(top, sent[node]+uint64(limit-count))
 			}
-			for sent[node] < end {
-				page, err := n.Store.Entries(ctx, n.Event.Slug, node, sent[node]+1, end, 1000)
-				if err != nil {
-					return count, err
-				}
-				if len(page) == 0 {
-					return count, fmt.Errorf("replica: entries of %s after %d are not readable", node, sent[node])
-				}
-				for _, s := range page {
-					if err := sw.entry(s.Entry.Encode()); err != nil {
-						return count, err
-					}
-					sent[node] = s.Entry.Seq
-					count++
-				}
+			k, err := n.sendRun(ctx, sw, node, sent[node]+1, end)
+			count += k
+			sent[node] += uint64(k)
+			if err != nil {
+				return count, err
 			}
 		}
+	}
+	return count, nil
+}
+
+// encodedReader is implemented by stores that read entries in their
+// encoded form without decoding them (store/sqlite).
+type encodedReader interface {
+	EncodedEntries(ctx context.Context, event string, node ledger.NodeID, from, to uint64, limit int) ([][]byte, error)
+}
+
+// sendRun writes node's held entries from..to, in pages, and returns how
+// many it wrote.
+func (n *Node) sendRun(ctx context.Context, sw *writer, node ledger.NodeID, from, to uint64) (int, error) {
+	const page = 1000
+	count := 0
+	raw, _ := n.Store.(encodedReader)
+	for seq := from; seq <= to; {
+		var encs [][]byte
+		if raw != nil {
+			var err error
+			if encs, err = raw.EncodedEntries(ctx, n.Event.Slug, node, seq, to, page); err != nil {
+				return count, err
+			}
+		} else {
+			es, err := n.Store.Entries(ctx, n.Event.Slug, node, seq, to, page)
+			if err != nil {
+				return count, err
+			}
+			for _, s := range es {
+				encs = append(encs, s.Entry.Encode())
+			}
+		}
+		if len(encs) == 0 {
+			return count, fmt.Errorf("replica: entries of %s from %d are not readable", node, seq)
+		}
+		for _, enc := range encs {
+			if err := sw.entry(enc); err != nil {
+				return count, err
+			}
+			count++
+		}
+		seq += uint64(len(encs))
 	}
 	return count, nil
 }

@@ -75,6 +75,16 @@ func (s *Store) Entries(ctx context.Context, event string, node ledger.NodeID, f
 		return nil, err
 	}
 	defer s.leave()
+	rows, err := rangeQuery(ctx, s.rs.entries, event, node, from, to, limit)
+	if err != nil || rows == nil {
+		return nil, classify("entries", err)
+	}
+	return collect(rows, "entries")
+}
+
+// rangeQuery runs a query of an author's entries with from <= seq <= to,
+// at most limit (<= 0: all); it returns nil rows for an empty range.
+func rangeQuery(ctx context.Context, st *sql.Stmt, event string, node ledger.NodeID, from, to uint64, limit int) (*sql.Rows, error) {
 	if from > to || from > math.MaxInt64 {
 		return nil, nil
 	}
@@ -83,11 +93,34 @@ func (s *Store) Entries(ctx context.Context, event string, node ledger.NodeID, f
 	if limit <= 0 {
 		lim = -1 // SQLite: no limit
 	}
-	rows, err := s.rs.entries.QueryContext(ctx, event, node[:], int64(from), int64(to), lim)
-	if err != nil {
-		return nil, classify("entries", err)
+	return st.QueryContext(ctx, event, node[:], int64(from), int64(to), lim)
+}
+
+// EncodedEntries is Entries in the entries' encoded form (ledger.Entry.Encode),
+// as stored: nothing is decoded. A sync sender writes them to the wire as
+// they are.
+func (s *Store) EncodedEntries(ctx context.Context, event string, node ledger.NodeID, from, to uint64, limit int) ([][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
 	}
-	return collect(rows, "entries")
+	defer s.leave()
+	rows, err := rangeQuery(ctx, s.rs.encoded, event, node, from, to, limit)
+	if err != nil || rows == nil {
+		return nil, classify("encoded entries", err)
+	}
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, classify("encoded entries", err)
+		}
+		out = append(out, data)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("encoded entries", err)
+	}
+	return out, nil
 }
 
 // EntriesByKey implements store.Store.

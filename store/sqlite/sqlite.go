@@ -75,6 +75,9 @@ CREATE TABLE views (
 );
 `
 
+// writerCacheKiB is the page cache of the writer connection.
+const writerCacheKiB = 32 << 10
+
 // viewCacheBytes bounds the in-memory cache of view rows.
 const viewCacheBytes = 64 << 20
 
@@ -177,6 +180,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	wq.Add("_pragma", "synchronous(FULL)")
 	wq.Add("_pragma", "temp_store(MEMORY)") // statement journals stay off the disk
+	// A large group commit dirties many pages; with SQLite's 2 MiB default
+	// cache it spills them to the WAL half-way and reads them back.
+	wq.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writerCacheKiB))
 	if o.maxPageCount > 0 {
 		wq.Add("_pragma", fmt.Sprintf("max_page_count(%d)", o.maxPageCount))
 	}

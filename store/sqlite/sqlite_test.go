@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"testing"
@@ -33,4 +34,38 @@ func TestConformance(t *testing.T) {
 			return s
 		},
 	})
+}
+
+// TestEncodedEntries: EncodedEntries returns exactly the encodings of what
+// Entries returns, for the same range and limit.
+func TestEncodedEntries(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "canopy.db"))
+	ctx := context.Background()
+	c := newChain(3)
+	for range 3 {
+		if err := s.Commit(ctx, c.batch(t, 10, 50)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []struct {
+		from, to uint64
+		limit    int
+	}{{1, 30, 0}, {5, 12, 0}, {5, 30, 4}, {29, 40, 0}, {31, 40, 0}, {7, 3, 0}} {
+		want, err := s.Entries(ctx, "ev", c.node(), r.from, r.to, r.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.EncodedEntries(ctx, "ev", c.node(), r.from, r.to, r.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%+v: %d encoded entries, want %d", r, len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i].Entry.Encode()) {
+				t.Fatalf("%+v: encoded entry %d differs", r, i)
+			}
+		}
+	}
 }

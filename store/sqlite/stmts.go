@@ -11,10 +11,10 @@ const entryCols = `hash, data, node, seq`
 
 // insertChunk is how many entries one multi-row INSERT carries; a batch is
 // written in chunks of this size and single-row inserts for the rest.
-const insertChunk = 32
+const insertChunk = 128
 
 // treeChunk is how many tree hashes one multi-row INSERT carries.
-const treeChunk = 64
+const treeChunk = 256
 
 // writeStmts are prepared once on the writer connection and reused by every
 // commit.
@@ -77,6 +77,7 @@ type readStmts struct {
 	head        *sql.Stmt
 	vector      *sql.Stmt
 	entries     *sql.Stmt
+	encoded     *sql.Stmt
 	byKey       *sql.Stmt
 	scan        *sql.Stmt
 	treeAt      *sql.Stmt
@@ -91,6 +92,8 @@ func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&rs.head, `SELECT seq, hash FROM heads WHERE event = ? AND node = ?`},
 		{&rs.vector, `SELECT node, seq FROM heads WHERE event = ?`},
 		{&rs.entries, `SELECT ` + entryCols + ` FROM entries
+			WHERE event = ? AND node = ? AND seq BETWEEN ? AND ? ORDER BY seq LIMIT ?`},
+		{&rs.encoded, `SELECT data FROM entries
 			WHERE event = ? AND node = ? AND seq BETWEEN ? AND ? ORDER BY seq LIMIT ?`},
 		{&rs.byKey, `SELECT ` + entryCols + ` FROM entries
 			WHERE event = ? AND key = ? ORDER BY hlc_wall, hlc_logical, node, seq`},
@@ -108,7 +111,7 @@ func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 }
 
 func (rs *readStmts) close() {
-	closeAll(rs.head, rs.vector, rs.entries, rs.byKey, rs.scan, rs.treeAt, rs.latestCP,
+	closeAll(rs.head, rs.vector, rs.entries, rs.encoded, rs.byKey, rs.scan, rs.treeAt, rs.latestCP,
 		rs.checkpoints, rs.view, rs.viewRows)
 }
 
