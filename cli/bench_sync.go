@@ -20,7 +20,7 @@ func runBenchSync(ctx context.Context, e *env, args []string) error {
 	dir := fs.String("dir", ".", "directory on the disk to measure (temporary directories are made inside and removed)")
 	entries := fs.Int("entries", 100_000, "catch-up backlog: entries (and NATS messages of the same size)")
 	restart := fs.Int("restart-entries", 1000, "entries written while the receiver is down, for catch-up after a restart")
-	heal := fs.String("heal", "1,1000", "comma-separated backlogs for Canopy's convergence after a heal")
+	heal := fs.String("heal", "1,1000,100000", "comma-separated backlogs for Canopy's convergence after a heal")
 	rounds := fs.Int("rounds", 3, "rounds, each Canopy then NATS")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	if err := parseFlags(fs, args, 0); err != nil {

@@ -39,7 +39,7 @@ type Config struct {
 	CheckpointEvery time.Duration
 	// CheckpointEntries: a checkpoint is also signed as soon as this many
 	// entries of the node's own log are not covered by one (default
-	// 16384), so a backlog is covered in runs a sync receiver can
+	// 4096), so a backlog is covered in runs a sync receiver can
 	// authenticate by one signature each.
 	CheckpointEntries int
 	Logger            *slog.Logger          // nil: discard
@@ -122,7 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		cfg.CheckpointEvery = time.Second
 	}
 	if cfg.CheckpointEntries <= 0 {
-		cfg.CheckpointEntries = 16384
+		cfg.CheckpointEntries = 4096
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

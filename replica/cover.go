@@ -28,11 +28,15 @@ import (
 
 // Bounds of covers: a receiver buffers at most maxCoverEntries entries or
 // maxCoverBytes bytes of one author while waiting for the end of a cover
-// (beyond, they are verified one by one); a sender covers runs of at most
-// maxCoverEntries entries and sends runs shorter than minCover uncovered.
+// (beyond, they are verified one by one); a sender covers runs of up to
+// coverSpan entries where it holds checkpoints that close enough (so the
+// receiver can store one run while it reads the next), up to
+// maxCoverEntries where it does not, and sends runs shorter than minCover
+// uncovered.
 const (
 	maxCoverEntries = 1 << 16
 	maxCoverBytes   = 64 << 20
+	coverSpan       = 8192
 	minCover        = 64
 )
 
@@ -313,10 +317,10 @@ func (c *covers) verify(ctx context.Context, cv *cover) ([]item, error) {
 }
 
 // coverFor picks the checkpoint to send the entries of node after from
-// under, up to top: the largest stored one within maxCoverEntries, or with
-// budget > 0 (a push's remaining room), the largest within budget, else
-// the smallest. It returns false when the run is too short to cover or no
-// stored checkpoint fits.
+// under, up to top: the largest stored one within coverSpan (with budget >
+// 0, a push's remaining room, within the budget), else the smallest within
+// maxCoverEntries. It returns false when the run is too short to cover or
+// no stored checkpoint fits.
 func (t *cpTracker) coverFor(ctx context.Context, node ledger.NodeID, from, top uint64, budget int) (store.Checkpoint, bool, error) {
 	if top-from < minCover {
 		return store.Checkpoint{}, false, nil
@@ -347,7 +351,11 @@ func (t *cpTracker) coverFor(ctx context.Context, node ledger.NodeID, from, top 
 		if smallest == nil {
 			smallest = cp
 		}
-		if budget <= 0 || cp.Size <= from+uint64(budget) {
+		span := uint64(coverSpan)
+		if budget > 0 {
+			span = min(span, uint64(budget))
+		}
+		if cp.Size <= from+span {
 			best = cp
 		}
 	}

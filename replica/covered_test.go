@@ -238,8 +238,9 @@ func TestCoveredPushes(t *testing.T) {
 }
 
 // TestCatchUpIsCovered: an edge catching up from a peer gets the peer's
-// log authenticated by the peer's checkpoints, and a third edge that hears
-// of it only through the second (a relay) does too.
+// log authenticated by the peer's checkpoints, a third edge that hears of
+// it only through the second (a relay) does too, and so does an edge the
+// peer pushes its log to.
 func TestCatchUpIsCovered(t *testing.T) {
 	ev := testutil.NewEvent(t, "covered-relay")
 	slug := ev.Event.Slug
@@ -283,6 +284,11 @@ func TestCatchUpIsCovered(t *testing.T) {
 	c := open(t, cfgC)
 	defer c.Close(context.Background())
 	caughtUp(b, c, "C (through B)")
+	// D is sent A's log by A's pushes, not pulled.
+	d := open(t, ev.EdgeConfig(t, "edge-d", ""))
+	defer d.Close(context.Background())
+	a.AddPeer([]string{d.URL()}, nil)
+	caughtUp(a, d, "D (pushed to)")
 	if v, _ := c.Store.Vector(context.Background(), slug); v[a.Journal.Node()] != n+1 {
 		t.Fatalf("C holds %v", v)
 	}
