@@ -158,3 +158,43 @@ func (s storeHashes) ReadHashes(idx []int64) ([]tlog.Hash, error) {
 	}
 	return out, err
 }
+
+// TestIngestRefusesAnotherEntryAtAHeldSeq: an entry at a seq already held
+// (at the head, or below it) that is not the held one is a fork, not a
+// duplicate to skip; the same entries again are skipped. So is one queued
+// right behind the ingest that stores the first history.
+func TestIngestRefusesAnotherEntryAtAHeldSeq(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	j := openJournal(t, journal.Config{Store: st})
+	ctx := context.Background()
+	theirs := signChain(t, otherKey, 0, ledger.Hash{}, 6, "theirs")
+	if n, err := j.Ingest(ctx, theirs); n != 6 || err != nil {
+		t.Fatalf("Ingest = %d, %v", n, err)
+	}
+	if n, err := j.Ingest(ctx, theirs); n != 0 || err != nil {
+		t.Fatalf("the same again: Ingest = %d, %v; want 0, nil", n, err)
+	}
+	for _, at := range []uint64{6, 3, 1} {
+		other := signChain(t, otherKey, at-1, theirs[at-1].Entry.Prev, 1, "other")
+		if n, err := j.Ingest(ctx, other); n != 0 || !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("another entry at held seq %d: Ingest = %d, %v; want ErrConflict", at, n, err)
+		}
+	}
+	// Two histories queued back to back: the second is refused.
+	mine := signChain(t, otherKey, 6, theirs[5].Hash, 3, "mine")
+	yours := signChain(t, otherKey, 6, theirs[5].Hash, 3, "yours")
+	p1, err := j.StartIngest(ctx, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := j.StartIngest(ctx, yours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p1.Wait(ctx); len(got) != 3 || err != nil {
+		t.Fatalf("first history: %d stored, %v", len(got), err)
+	}
+	if got, err := p2.Wait(ctx); len(got) != 0 || !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second history: %d stored, %v; want ErrConflict", len(got), err)
+	}
+}

@@ -400,9 +400,10 @@ func (j *Journal) addTreeHashes(tag uint64, b *batch, node ledger.NodeID, seq ui
 }
 
 // buildIngest adds other authors' entries that continue their logs. An
-// entry already held (seq at or below the author's head) is skipped; one
-// that leaves a gap or does not chain to the head stops the request with
-// an error wrapping store.ErrConflict, keeping the entries before it.
+// entry already held (seq at or below the author's head, stored or built)
+// is skipped; one that differs from the held entry at its seq, leaves a gap
+// or does not chain to the head stops the request with an error wrapping
+// store.ErrConflict, keeping the entries before it.
 func (j *Journal) buildIngest(tag uint64, b *batch, in []store.Stored, stored *[]store.Stored) (result, error) {
 	var res result
 	for _, s := range in {
@@ -415,6 +416,15 @@ func (j *Journal) buildIngest(tag uint64, b *batch, in []store.Stored, stored *[
 			return res, fmt.Errorf("journal: head of %s: %w", e.Node, err)
 		}
 		if e.Seq <= seq {
+			// Held (or being stored): it must be the same entry.
+			same, err := j.holds(e.Node, e.Seq, seq, head, s.Hash)
+			if err != nil {
+				return res, err
+			}
+			if !same {
+				res.err = fmt.Errorf("%w: %s seq %d differs from the entry held at that seq (a fork)", store.ErrConflict, e.Node, e.Seq)
+				return res, nil
+			}
 			continue
 		}
 		if e.Seq != seq+1 {
@@ -434,6 +444,20 @@ func (j *Journal) buildIngest(tag uint64, b *batch, in []store.Stored, stored *[
 		res.stored = append(res.stored, s)
 	}
 	return res, nil
+}
+
+// holds reports whether the entry of node at seq, at or below the author's
+// head (headSeq, headHash), has hash h: the head's hash, or the leaf of
+// the author's Merkle tree at seq (built or stored).
+func (j *Journal) holds(node ledger.NodeID, seq, headSeq uint64, headHash, h ledger.Hash) (bool, error) {
+	if seq == headSeq {
+		return h == headHash, nil
+	}
+	leaf, err := j.ov.treeReader(j, node).ReadHashes([]int64{tlog.StoredHashIndex(0, int64(seq-1))})
+	if err != nil {
+		return false, fmt.Errorf("journal: leaf %d of %s: %w", seq, node, err)
+	}
+	return leaf[0] == tlog.RecordHash(h[:]), nil
 }
 
 // commit is the committer goroutine. It takes every batch the sequencer has
@@ -466,7 +490,8 @@ func (j *Journal) commitGroup(group []*batch) {
 	j.mu.Lock()
 	failGen := j.failGen
 	j.mu.Unlock()
-	live := group[:0]
+	live := group[:0:0]
+	var empty []*batch // nothing new to store: answered once those before them are durable
 	for _, b := range group {
 		switch {
 		case b.gen < failGen:
@@ -474,13 +499,18 @@ func (j *Journal) commitGroup(group []*batch) {
 			j.ov.drop(b.tag)
 			failAll(b.reqs, fmt.Errorf("%w: an earlier commit failed", store.ErrUnavailable))
 		case len(b.b.Entries) == 0:
-			for i, r := range b.reqs {
-				r.done <- b.results[i] // nothing new to store: answered at once
-			}
+			empty = append(empty, b)
 		default:
 			live = append(live, b)
 		}
 	}
+	defer func() {
+		for _, b := range empty {
+			for i, r := range b.reqs {
+				r.done <- b.results[i]
+			}
+		}
+	}()
 	if len(live) == 0 {
 		return
 	}
@@ -508,9 +538,10 @@ func (j *Journal) commitGroup(group []*batch) {
 		if !errors.Is(err, store.ErrUnavailable) {
 			err = fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 		}
-		for _, b := range live {
+		for _, b := range append(live, empty...) {
 			failAll(b.reqs, err)
 		}
+		empty = nil
 		return
 	}
 	n := len(merged.Entries)
@@ -588,9 +619,11 @@ func (j *Journal) Close(ctx context.Context) error {
 // pipeline as this node's appends, with their tree hashes and view rows in
 // the same transaction, and returns once they are durable. Entries of one
 // author must come in seq order; entries already held, and this node's own,
-// are skipped. An entry that leaves a gap or does not chain to the held head
-// (a fork) stops the ingest with an error wrapping store.ErrConflict; the
-// entries before it are stored and counted. The HLC observes every entry
+// are skipped. An entry that differs from the one held at its seq, leaves a
+// gap or does not chain to the held head (a fork) stops the ingest with an
+// error wrapping store.ErrConflict; the entries before it are stored and
+// counted. An ingest with nothing new to store is answered only once the
+// entries queued before it are durable. The HLC observes every entry
 // stored, so this node's next entry sorts after them.
 func (j *Journal) Ingest(ctx context.Context, entries []store.Stored) (int, error) {
 	p, err := j.StartIngest(ctx, entries)

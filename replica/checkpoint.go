@@ -229,19 +229,26 @@ func (n *Node) reportFork(ctx context.Context, fe *ForkError) {
 }
 
 // findFork looks, after the journal refused entries with a conflict, for
-// the entry that does not chain to the held one before it.
+// an entry that differs from the one held at its seq, or that does not
+// chain to the held entry before it.
 func (n *Node) findFork(ctx context.Context, es []store.Stored) *ForkError {
+	slug := n.Event.Slug
 	for _, s := range es {
 		e := s.Entry
-		if e.Seq < 2 {
+		head, hash, err := n.Store.Head(ctx, slug, e.Node)
+		if err != nil {
 			continue
 		}
-		head, hash, err := n.Store.Head(ctx, n.Event.Slug, e.Node)
-		if err != nil || head != e.Seq-1 || hash == e.Prev {
+		at := e.Seq
+		switch {
+		case e.Seq <= head:
+		case e.Seq >= 2 && head == e.Seq-1 && hash != e.Prev:
+			at = head
+		default:
 			continue
 		}
-		held, err := n.Store.Entries(ctx, n.Event.Slug, e.Node, head, head, 1)
-		if err != nil || len(held) != 1 {
+		held, err := n.Store.Entries(ctx, slug, e.Node, at, at, 1)
+		if err != nil || len(held) != 1 || (at == e.Seq && held[0].Hash == s.Hash) {
 			continue
 		}
 		return &ForkError{Held: held[0].Entry, Got: e}
