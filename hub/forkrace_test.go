@@ -3,7 +3,6 @@ package hub_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 
@@ -21,17 +20,12 @@ import (
 // a fork: the hub must quarantine the node, exactly once, every time.
 // Each trial is a new forked node, its two pushes released together.
 //
-// The race is in journal (Journal.Ingest skips an entry at a held seq
-// without comparing it with the held one, and answers a request with
-// nothing to store before the batch it conflicts with is durable) and in
-// replica (findFork only looks for an entry that does not chain to the
-// head). Until those fixes land the test runs only with
-// CANOPY_TEST_FORK_RACE=1; on the code without them it misses the fork in
-// every trial.
+// Before journal.Ingest compared an entry at a held seq with the held one
+// (and answered a request with nothing to store only after the batch it
+// conflicts with is durable), and before replica's findFork looked for a
+// different entry at a held seq, the hub missed the fork in nearly every
+// trial.
 func TestWitnessForkRace(t *testing.T) {
-	if os.Getenv("CANOPY_TEST_FORK_RACE") != "1" {
-		t.Skip("known race, fixed in journal and replica (not yet applied); set CANOPY_TEST_FORK_RACE=1 to run")
-	}
 	ev := testutil.NewEvent(t, "fork-race-market")
 	slug := ev.Event.Slug
 	h := openHub(t, hub.Config{Dir: hubDir(t, "hub-1", ev), Listen: "127.0.0.1:0"})
