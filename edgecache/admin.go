@@ -69,7 +69,7 @@ func (s *Store) Purge(p Purge) (int, error) {
 		return 0, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockSweep()
 	n := 0
 	for el := s.lru.Front(); el != nil; {
 		next := el.Next()

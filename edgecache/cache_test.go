@@ -26,7 +26,7 @@ type origin struct {
 	clk  *clock
 }
 
-func newOrigin(t *testing.T, h http.HandlerFunc, clk ...*clock) *origin {
+func newOrigin(t testing.TB, h http.HandlerFunc, clk ...*clock) *origin {
 	t.Helper()
 	o := &origin{}
 	if len(clk) > 0 {

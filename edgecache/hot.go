@@ -56,8 +56,8 @@ func (s *Store) loadHot(o *object, file *os.File) []byte {
 		return body
 	}
 	e := el.Value.(*entry)
-	if e.hot != nil || e.obj.bodyFile() != o.bodyFile() || o.Size > s.hotMaxObject || s.hotBudget == 0 {
-		return body // already hot, or replaced meanwhile
+	if e.hot != nil || !e.obj.whole() || e.obj.bodyFile() != o.bodyFile() || o.Size > s.hotMaxObject || s.hotBudget == 0 {
+		return body // already hot, cold or replaced meanwhile
 	}
 	e.hot = body
 	e.hotEl = s.hotLRU.PushFront(e)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -50,10 +51,46 @@ type object struct {
 // the hot tier, its body in memory. A 304's header update replaces obj
 // and keeps the body (the same file); a replacement, purge or eviction
 // drops the whole entry, so a hot body never outlives its object.
+//
+// obj is the whole object while the entry is warm (among the warmMax
+// most recently used); a cold entry holds a skeleton of it instead (see
+// object.skeleton), and its header is read back from the metadata file
+// when it is used. Only warm entries are hot.
 type entry struct {
-	obj   *object
-	hot   []byte        // the body in memory; nil: on disk only
-	hotEl *list.Element // in Store.hotLRU while hot != nil
+	obj    *object
+	hot    []byte        // the body in memory; nil: on disk only
+	hotEl  *list.Element // in Store.hotLRU while hot != nil
+	warmEl *list.Element // in Store.warmLRU while obj is whole
+}
+
+// defaultWarmMax bounds the objects the index keeps whole (header, directives,
+// header fields to send). The rest are skeletons of a few small
+// allocations each, so that an index of many objects costs the garbage
+// collector little (whole objects cost ~19 allocations, ~2 KiB each).
+const defaultWarmMax = 16384
+
+// whole reports whether o is a whole object rather than a skeleton.
+func (o *object) whole() bool { return o.d != nil }
+
+// skeleton is what the index keeps of a cold object: the fields lookups,
+// eviction and purges use (key, URL, Vary, size, response time, file
+// names, Surrogate-Key), without the header and derived fields.
+func (o *object) skeleton() *object {
+	sk := &object{Key: o.Key, URL: o.URL, VaryAll: o.VaryAll, Status: o.Status, ResponseTime: o.ResponseTime,
+		Size: o.Size, Body: o.Body, name: o.name}
+	if strings.HasPrefix(o.Key, o.URL) {
+		sk.URL = o.Key[:len(o.URL)] // one string for both
+	}
+	if o.Body == o.name+".body" {
+		sk.Body = "" // the same name (see bodyFile)
+	}
+	if len(o.Vary) > 0 {
+		sk.Vary = o.Vary
+	}
+	if v := o.Header["Surrogate-Key"]; len(v) > 0 {
+		sk.Header = http.Header{"Surrogate-Key": v}
+	}
+	return sk
 }
 
 // bodyFile is the name of o's body file in obj/.
@@ -72,15 +109,29 @@ func (o *object) bodyFile() string {
 // Small complete bodies that are served are also kept in memory, in a hot
 // tier with a byte budget of its own and its own LRU order (see SetHot),
 // so that their hits touch neither the disk nor the file system.
+//
+// Each stored version of an object has files of its own (<stem>.meta and
+// <stem>.body, the stem starting with the hash of the variant key), so
+// files are written, renamed and removed outside the store's lock: the
+// index changes under it, the files before (writes) or after (removals).
+// A crash can leave two versions of a key, or a body without metadata;
+// opening the store keeps the newest version and removes the rest.
 // Store is safe for concurrent use.
 type Store struct {
 	dir    string
 	budget int64
 
-	mu       sync.Mutex
-	byKey    map[string]*list.Element // variant key → element holding *entry
-	byURL    map[string]map[string]bool
-	lru      *list.List // front = most recently used
+	mu    sync.Mutex
+	byKey map[string]*list.Element // variant key → element holding *entry
+	byURL map[string][]string      // URL → its variant keys
+	lru   *list.List               // front = most recently used
+	// warmLRU holds the entries whose object is whole (*entry, front =
+	// most recently used), at most warmMax of them.
+	warmLRU *list.List
+	warmMax int
+	// trash are files of removed objects, removed by unlockSweep once
+	// the lock is released.
+	trash    []string
 	size     int64
 	evicted  int64
 	lastTick map[string]time.Time
@@ -123,8 +174,8 @@ func OpenStore(dir string, budget int64) (*Store, error) {
 			return nil, fmt.Errorf("edgecache: store: %w", err)
 		}
 	}
-	s := &Store{dir: dir, budget: budget, byKey: map[string]*list.Element{}, byURL: map[string]map[string]bool{},
-		lru: list.New(), lastTick: map[string]time.Time{},
+	s := &Store{dir: dir, budget: budget, byKey: map[string]*list.Element{}, byURL: map[string][]string{},
+		lru: list.New(), warmLRU: list.New(), warmMax: defaultWarmMax, lastTick: map[string]time.Time{},
 		hotLRU: list.New(), hotMaxObject: DefaultHotMaxObject, hotBudget: DefaultHotBudget}
 	// Leftovers of fills interrupted by a crash.
 	if tmps, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
@@ -167,12 +218,39 @@ func OpenStore(dir string, budget int64) (*Store, error) {
 			os.Remove(filepath.Join(dir, "obj", b))
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].mtime.Before(all[j].mtime) })
+	// Of several versions of one key (a crash between storing a new one
+	// and removing the old), the newest response stays.
+	newest := map[string]*object{}
 	for _, l := range all {
-		s.insertLocked(l.o)
+		if n := newest[l.o.Key]; n == nil || l.o.ResponseTime.After(n.ResponseTime) ||
+			l.o.ResponseTime.Equal(n.ResponseTime) && l.o.name > n.name {
+			newest[l.o.Key] = l.o
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mtime.Before(all[j].mtime) })
+	s.mu.Lock()
+	for _, l := range all {
+		if newest[l.o.Key] != l.o {
+			s.trash = append(s.trash, s.path(l.o.name, ".meta"), filepath.Join(dir, "obj", l.o.bodyFile()))
+			continue
+		}
+		s.insertLocked(l.o.skeleton())
 	}
 	s.evictLocked()
+	s.unlockSweep()
 	return s, nil
+}
+
+// unlockSweep releases the lock, then removes the files of the objects
+// removed while it was held (metadata first, so that a crash leaves at
+// worst a body that opening the store removes).
+func (s *Store) unlockSweep() {
+	trash := s.trash
+	s.trash = nil
+	s.mu.Unlock()
+	for _, p := range trash {
+		os.Remove(p)
+	}
 }
 
 func (s *Store) loadMeta(name string) (*object, time.Time, error) {
@@ -189,7 +267,7 @@ func (s *Store) loadMeta(name string) (*object, time.Time, error) {
 		return nil, time.Time{}, errors.New("bad body file name")
 	}
 	fi, err := os.Stat(filepath.Join(s.dir, "obj", o.bodyFile()))
-	if err != nil || fi.Size() != o.Size || o.Key == "" || nameOf(o.Key) != name {
+	if err != nil || fi.Size() != o.Size || o.Key == "" || !strings.HasPrefix(name, nameOf(o.Key)) {
 		return nil, time.Time{}, errors.New("inconsistent object")
 	}
 	return o, fi.ModTime(), nil
@@ -216,41 +294,70 @@ func (s *Store) Len() int {
 	return s.lru.Len()
 }
 
+// insertLocked puts o (not yet in the index) in the index: a whole
+// object (prepared) makes the entry warm, a skeleton leaves it cold.
 func (s *Store) insertLocked(o *object) {
-	o.prepare()
-	if el, ok := s.byKey[o.Key]; ok {
-		e := el.Value.(*entry)
-		s.size -= e.obj.Size
-		s.dropHotLocked(e)
-		e.obj = o
-		s.lru.MoveToFront(el)
-	} else {
-		s.byKey[o.Key] = s.lru.PushFront(&entry{obj: o})
-		if s.byURL[o.URL] == nil {
-			s.byURL[o.URL] = map[string]bool{}
-		}
-		s.byURL[o.URL][o.Key] = true
-	}
+	e := &entry{obj: o}
+	s.byKey[o.Key] = s.lru.PushFront(e)
+	s.byURL[o.URL] = append(s.byURL[o.URL], o.Key)
 	s.size += o.Size
+	if o.whole() {
+		s.warmLocked(e)
+	}
 }
 
+// warmLocked marks e (whose object is whole) as just used among the warm
+// entries, turning the least recently used beyond warmMax cold.
+func (s *Store) warmLocked(e *entry) {
+	if e.warmEl != nil {
+		s.warmLRU.MoveToFront(e.warmEl)
+	} else {
+		e.warmEl = s.warmLRU.PushFront(e)
+	}
+	for s.warmLRU.Len() > s.warmMax {
+		s.coolLocked(s.warmLRU.Back().Value.(*entry))
+	}
+}
+
+// coolLocked makes e cold: its object becomes a skeleton, its body
+// leaves memory.
+func (s *Store) coolLocked(e *entry) {
+	if e.warmEl == nil {
+		return
+	}
+	s.warmLRU.Remove(e.warmEl)
+	e.warmEl = nil
+	s.dropHotLocked(e)
+	e.obj = e.obj.skeleton()
+}
+
+// removeLocked takes an entry out of the index; its files go to the
+// trash (removed by unlockSweep: open readers keep their descriptors).
 func (s *Store) removeLocked(el *list.Element) {
 	e := el.Value.(*entry)
 	o := e.obj
 	s.dropHotLocked(e)
+	if e.warmEl != nil {
+		s.warmLRU.Remove(e.warmEl)
+		e.warmEl = nil
+	}
 	s.lru.Remove(el)
 	delete(s.byKey, o.Key)
 	delete(s.lastTick, o.Key)
-	if m := s.byURL[o.URL]; m != nil {
-		delete(m, o.Key)
-		if len(m) == 0 {
-			delete(s.byURL, o.URL)
+	keys := s.byURL[o.URL]
+	for i, k := range keys {
+		if k == o.Key {
+			keys = append(keys[:i:i], keys[i+1:]...)
+			break
 		}
 	}
+	if len(keys) == 0 {
+		delete(s.byURL, o.URL)
+	} else {
+		s.byURL[o.URL] = keys
+	}
 	s.size -= o.Size
-	// Open readers keep their descriptors: unlinking is safe.
-	os.Remove(s.path(o.name, ".meta"))
-	os.Remove(filepath.Join(s.dir, "obj", o.bodyFile()))
+	s.trash = append(s.trash, s.path(o.name, ".meta"), filepath.Join(s.dir, "obj", o.bodyFile()))
 }
 
 func (s *Store) evictLocked() {
@@ -261,33 +368,77 @@ func (s *Store) evictLocked() {
 }
 
 // variants returns the stored objects for url, newest response first.
+// They may be skeletons: only their key, URL, Vary and response time are
+// for the caller to use.
 func (s *Store) variants(url string) []*object {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*object
-	for k := range s.byURL[url] {
+	for _, k := range s.byURL[url] {
 		out = append(out, s.byKey[k].Value.(*entry).obj)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ResponseTime.After(out[j].ResponseTime) })
 	return out
 }
 
-// find returns the newest stored variant of url that match accepts, with
-// its body when that is in the hot tier (else nil).
+// find returns the newest stored variant of url that match accepts (it
+// is given the variant's skeleton: key, URL and Vary), whole, with its
+// body when that is in the hot tier (else nil). A cold variant's header
+// is read from its metadata file, outside the lock.
 func (s *Store) find(url string, match func(*object) bool) (*object, []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var best *entry
-	for k := range s.byURL[url] {
-		e := s.byKey[k].Value.(*entry)
-		if (best == nil || e.obj.ResponseTime.After(best.obj.ResponseTime)) && match(e.obj) {
-			best = e
+	for range 3 {
+		s.mu.Lock()
+		var best *entry
+		for _, k := range s.byURL[url] {
+			e := s.byKey[k].Value.(*entry)
+			if (best == nil || e.obj.ResponseTime.After(best.obj.ResponseTime)) && match(e.obj) {
+				best = e
+			}
 		}
+		if best == nil {
+			s.mu.Unlock()
+			return nil, nil
+		}
+		if best.obj.whole() {
+			s.warmLocked(best)
+			o, hot := best.obj, best.hot
+			s.mu.Unlock()
+			return o, hot
+		}
+		sk := best.obj
+		s.mu.Unlock()
+		o, err := s.readWhole(sk)
+		if err != nil {
+			continue // replaced or removed meanwhile: look again
+		}
+		s.mu.Lock()
+		if el, ok := s.byKey[sk.Key]; ok && el.Value.(*entry).obj == sk {
+			e := el.Value.(*entry)
+			e.obj = o
+			s.warmLocked(e)
+		}
+		s.mu.Unlock()
+		return o, nil
 	}
-	if best == nil {
-		return nil, nil
+	return nil, nil
+}
+
+// readWhole reads back the whole object sk is the skeleton of.
+func (s *Store) readWhole(sk *object) (*object, error) {
+	b, err := os.ReadFile(s.path(sk.name, ".meta"))
+	if err != nil {
+		return nil, err
 	}
-	return best.obj, best.hot
+	o := new(object)
+	if err := json.Unmarshal(b, o); err != nil {
+		return nil, err
+	}
+	o.name = sk.name
+	if o.Key != sk.Key || o.bodyFile() != sk.bodyFile() {
+		return nil, errors.New("edgecache: metadata does not match the index")
+	}
+	o.prepare()
+	return o, nil
 }
 
 // touch marks o as used now (for LRU, also across restarts at most once a
@@ -319,34 +470,61 @@ func (s *Store) tempFile() (*os.File, error) {
 
 // commit moves a filled body into the store under o (o.Size must be the
 // body's size) and writes its metadata. An object larger than the whole
-// budget is not stored.
+// budget is not stored. The files are written before the index takes the
+// object, and the files of what it replaces or evicts removed after, all
+// outside the store's lock.
 func (s *Store) commit(o *object, bodyPath string) error {
 	if o.Size > s.budget {
 		os.Remove(bodyPath)
 		return fmt.Errorf("edgecache: object of %d bytes exceeds the store budget", o.Size)
 	}
-	o.name = nameOf(o.Key)
-	o.Body = fmt.Sprintf("%s-%x-%x.body", o.name, time.Now().UnixNano(), bodySeq.Add(1))
+	o.name = fmt.Sprintf("%s-%x-%x", nameOf(o.Key), time.Now().UnixNano(), bodySeq.Add(1))
+	o.Body = o.name + ".body"
 	meta, err := json.Marshal(o)
 	if err != nil {
+		os.Remove(bodyPath)
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if el, ok := s.byKey[o.Key]; ok {
-		s.removeLocked(el)
-	}
-	if err := os.Rename(bodyPath, filepath.Join(s.dir, "obj", o.Body)); err != nil {
+	body := filepath.Join(s.dir, "obj", o.Body)
+	if err := os.Rename(bodyPath, body); err != nil {
 		os.Remove(bodyPath)
 		return fmt.Errorf("edgecache: store body: %w", err)
 	}
-	if err := writeFileAtomic(s.path(o.name, ".meta"), meta); err != nil {
-		os.Remove(filepath.Join(s.dir, "obj", o.Body))
+	tmp, err := s.writeTemp(meta)
+	if err == nil {
+		err = os.Rename(tmp, s.path(o.name, ".meta"))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		os.Remove(body)
 		return fmt.Errorf("edgecache: store metadata: %w", err)
+	}
+	o.prepare()
+	s.mu.Lock()
+	defer s.unlockSweep()
+	if el, ok := s.byKey[o.Key]; ok {
+		s.removeLocked(el)
 	}
 	s.insertLocked(o)
 	s.evictLocked()
 	return nil
+}
+
+// writeTemp writes b to a new file in tmp/ and returns its path.
+func (s *Store) writeTemp(b []byte) (string, error) {
+	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "meta-*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // update replaces the metadata of a stored object (after a 304), keeping
@@ -356,21 +534,28 @@ func (s *Store) update(o *object) bool {
 	if err != nil {
 		return false
 	}
+	tmp, err := s.writeTemp(meta)
+	if err != nil {
+		return false
+	}
+	o.prepare()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	el, ok := s.byKey[o.Key]
 	if !ok || el.Value.(*entry).obj.bodyFile() != o.bodyFile() {
+		os.Remove(tmp)
 		return false // gone, or replaced by another response
 	}
 	e := el.Value.(*entry)
 	o.name = e.obj.name
-	if writeFileAtomic(s.path(o.name, ".meta"), meta) != nil {
+	if os.Rename(tmp, s.path(o.name, ".meta")) != nil {
+		os.Remove(tmp)
 		return false
 	}
 	// The body is the same file, so a hot copy of it stays valid; the
 	// headers served with it are the new object's.
-	o.prepare()
 	e.obj = o
+	s.warmLocked(e)
 	s.lru.MoveToFront(el)
 	return true
 }
@@ -378,13 +563,12 @@ func (s *Store) update(o *object) bool {
 // invalidate removes every variant stored for url.
 func (s *Store) invalidate(url string) int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for k := range s.byURL[url] {
+	defer s.unlockSweep()
+	keys := slices.Clone(s.byURL[url])
+	for _, k := range keys {
 		s.removeLocked(s.byKey[k])
-		n++
 	}
-	return n
+	return len(keys)
 }
 
 // open opens a stored object's body.
@@ -394,12 +578,3 @@ func (s *Store) open(o *object) (*os.File, error) {
 
 // bodySeq makes body file names unique within a process.
 var bodySeq atomic.Uint64
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
-}
