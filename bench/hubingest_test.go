@@ -8,21 +8,15 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"canopy/internal/testutil"
 )
 
 // TestRunHubIngestSmoke runs the hub ingest bench at a tiny size (3 edges,
 // 50 entries each, one round) and checks that both stores ingested every
 // entry of every edge, and that the run, median and ratio lines agree.
 func TestRunHubIngestSmoke(t *testing.T) {
-	pg := os.Getenv("CANOPY_TEST_POSTGRES")
-	if pg == "" {
-		const how = `CANOPY_TEST_POSTGRES is not set; start a throwaway server with eval "$(./scripts/postgres.sh start)" ` +
-			`or run ./scripts/test.sh`
-		if os.Getenv("CI") == "true" {
-			t.Fatal(how)
-		}
-		t.Skip(how)
-	}
+	pg := testutil.PostgresDSN(t)
 	dir := t.TempDir()
 	var out bytes.Buffer
 	const edges, entries = 3, 50

@@ -103,6 +103,8 @@ func (h *Hub) openEvent(ctx context.Context, le *loadedEvent) (*Event, error) {
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"event": slug}, h.registry)
 	j, err := journal.Open(ctx, journal.Config{
 		Event: slug, Key: le.key, Store: h.Store, Views: viewset.All(), Clock: h.clock, Logger: log, Metrics: reg,
+		// Other hub processes may write the same PostgreSQL database.
+		Shared: isPostgres(h.Config.DB),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)

@@ -2,16 +2,9 @@ package hub_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
-	"os"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"canopy/auth"
 	"canopy/hub"
@@ -19,62 +12,12 @@ import (
 	"canopy/viewset"
 )
 
-// freshPostgres creates an empty database on the server CANOPY_TEST_POSTGRES
-// names, drops it when the test ends, and returns its DSN. Without the
-// variable the test is skipped, except on CI, which must run it.
-func freshPostgres(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("CANOPY_TEST_POSTGRES")
-	if admin == "" {
-		const how = `CANOPY_TEST_POSTGRES is not set; start a throwaway server with eval "$(./scripts/postgres.sh start)" ` +
-			`or run ./scripts/test.sh`
-		if os.Getenv("CI") == "true" {
-			t.Fatal(how)
-		}
-		t.Skip(how)
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connect to CANOPY_TEST_POSTGRES: %v", err)
-	}
-	defer conn.Close(ctx)
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := "canopy_hub_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("CREATE DATABASE %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("connect to drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("DROP DATABASE %s: %v", name, err)
-		}
-	})
-	if strings.HasPrefix(admin, "postgres://") || strings.HasPrefix(admin, "postgresql://") {
-		u, err := url.Parse(admin)
-		if err != nil {
-			t.Fatalf("CANOPY_TEST_POSTGRES: %v", err)
-		}
-		u.Path = "/" + name
-		return u.String()
-	}
-	return admin + " dbname=" + name
-}
-
 // Two hub processes on one PostgreSQL database serve the same event, each
 // with its own hub node (enrolled separately). Edge A syncs with hub 1,
 // edge B with hub 2, and edge C with both at once (so both processes ingest
 // the same entries concurrently). Everything converges.
 func TestTwoHubsOnOnePostgres(t *testing.T) {
-	dsn := freshPostgres(t)
+	dsn := testutil.FreshPostgres(t, "canopy_hub_test_")
 	ev := testutil.NewEvent(t, "pg-market")
 	slug := ev.Event.Slug
 	org := ev.ValidToken(t, auth.RoleOrganizer)

@@ -42,8 +42,14 @@ type Config struct {
 	// 4096), so a backlog is covered in runs a sync receiver can
 	// authenticate by one signature each.
 	CheckpointEntries int
-	Logger            *slog.Logger          // nil: discard
-	Metrics           prometheus.Registerer // nil: not registered
+	// Shared says other processes write the same store at once (several
+	// hubs on one PostgreSQL database). View rows are then committed only
+	// if no other writer changed them since they were read
+	// (store.Batch.CheckViews); when one did, the store folds the group's
+	// entries again into the stored values inside the commit.
+	Shared  bool
+	Logger  *slog.Logger          // nil: discard
+	Metrics prometheus.Registerer // nil: not registered
 }
 
 // Journal is a node's append path. It is safe for concurrent use.
@@ -328,6 +334,7 @@ func failAll(reqs []*request, err error) {
 func (j *Journal) build(tag uint64, reqs []*request) (*batch, error) {
 	b := &batch{gen: j.gen, tag: tag}
 	b.b.Event = j.cfg.Event
+	b.b.CheckViews = j.cfg.Shared
 	var stored []store.Stored
 	var gone []*request
 	for _, r := range reqs {
@@ -516,7 +523,7 @@ func (j *Journal) commitGroup(group []*batch) {
 	}
 	merged := &live[0].b
 	if len(live) > 1 {
-		merged = &store.Batch{Event: j.cfg.Event}
+		merged = &store.Batch{Event: j.cfg.Event, CheckViews: j.cfg.Shared}
 		for _, b := range live {
 			merged.Entries = append(merged.Entries, b.b.Entries...)
 			merged.TreeHashes = append(merged.TreeHashes, b.b.TreeHashes...)
@@ -524,6 +531,9 @@ func (j *Journal) commitGroup(group []*batch) {
 		}
 	}
 	start := time.Now()
+	if j.cfg.Shared {
+		merged.Refold = j.refold(merged.Entries)
+	}
 	err := j.cfg.Store.Commit(context.Background(), merged)
 	j.m.commitLatency.Observe(time.Since(start).Seconds())
 	for _, b := range live {
@@ -536,7 +546,7 @@ func (j *Journal) commitGroup(group []*batch) {
 		j.failGen = live[len(live)-1].gen + 1
 		j.mu.Unlock()
 		if !errors.Is(err, store.ErrUnavailable) {
-			err = fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+			err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 		}
 		for _, b := range append(live, empty...) {
 			failAll(b.reqs, err)
@@ -567,6 +577,22 @@ func (j *Journal) commitGroup(group []*batch) {
 		for i, r := range b.reqs {
 			r.done <- b.results[i]
 		}
+	}
+}
+
+// refold returns the store.Batch.Refold of a group holding entries: when
+// another process changed view rows the group folded, the store folds the
+// group's entries again into the values stored now, inside the commit.
+// Batches built on the group's own rows (in the overlay) fail their check
+// in turn and are folded again the same way.
+func (j *Journal) refold(entries []store.Stored) func(context.Context, store.ReadViewsFunc) ([]store.ViewRow, error) {
+	return func(ctx context.Context, read store.ReadViewsFunc) ([]store.ViewRow, error) {
+		j.m.viewRefolds.Inc()
+		rows, err := j.cfg.Views.Apply(ctx, read, entries)
+		if err != nil {
+			return nil, fmt.Errorf("journal: fold views again: %w", err)
+		}
+		return rows, nil
 	}
 }
 

@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	appends       prometheus.Counter
 	commitErrors  prometheus.Counter
+	viewRefolds   prometheus.Counter
 	checkpoints   prometheus.Counter
 	batchSize     prometheus.Histogram
 	commitLatency prometheus.Histogram
@@ -18,6 +19,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "canopy_ledger_commit_errors_total", Help: "Group commits that failed (nothing of them was stored).",
+		}),
+		viewRefolds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "canopy_ledger_view_refolds_total",
+			Help: "Group commits whose view rows another process changed first (a shared store), folded again and retried.",
 		}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "canopy_ledger_checkpoints_total", Help: "Checkpoints signed.",
@@ -38,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.appends, m.commitErrors, m.checkpoints, m.batchSize, m.commitLatency, m.appendLatency} {
+	for _, c := range []prometheus.Collector{m.appends, m.commitErrors, m.viewRefolds, m.checkpoints, m.batchSize, m.commitLatency, m.appendLatency} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

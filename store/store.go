@@ -29,6 +29,10 @@ var (
 	// event, a Stored.Hash that is not the entry's hash, a missing entry).
 	// Nothing of the batch was stored; retrying it cannot succeed.
 	ErrInvalid = errors.New("store: invalid batch")
+	// ErrStaleView: a batch with CheckViews set and no Refold folded a view
+	// row from a value that another writer has changed since (several
+	// processes sharing one database). Nothing of the batch was stored.
+	ErrStaleView = errors.New("store: view row changed since it was read")
 )
 
 // Stored is an entry as it is kept: the decoded entry and its hash.
@@ -51,6 +55,10 @@ type ViewRow struct {
 	View  string
 	Key   string
 	Value []byte
+	// Prior is the value Value was folded from (nil: the row was absent).
+	// Commit compares it with the stored value when Batch.CheckViews is set;
+	// it is ignored otherwise.
+	Prior []byte
 }
 
 // ViewKey names one view row.
@@ -75,13 +83,28 @@ type Checkpoint struct {
 // slice order, so a later row for the same key wins. A checkpoint of a size
 // already stored replaces the stored note if the roots are equal (e.g. the
 // same checkpoint with more cosignatures) and is a conflict otherwise.
+//
+// With CheckViews set, the batch's view rows are written only if nobody
+// changed them since they were read: for each (view, key), the stored value
+// must equal the Prior of the key's first row in the batch (absent for a nil
+// Prior). If one does not, Commit calls Refold inside the transaction, with
+// a reader of the stored values that keeps other writers of those rows out
+// until the commit, and writes the rows it returns instead; without Refold
+// it returns ErrStaleView and stores nothing. Writers that share a store
+// with other processes set both (see journal.Config.Shared).
 type Batch struct {
 	Event       string
 	Entries     []Stored
 	TreeHashes  []TreeHash
 	Views       []ViewRow
 	Checkpoints []Checkpoint
+	CheckViews  bool
+	Refold      func(ctx context.Context, read ReadViewsFunc) ([]ViewRow, error)
 }
+
+// ReadViewsFunc returns the stored values of view rows, in the order of
+// keys, nil for a row that does not exist.
+type ReadViewsFunc func(ctx context.Context, keys []ViewKey) ([][]byte, error)
 
 // Store persists entries, tree hashes, checkpoints and views. Implementations
 // are safe for concurrent use.

@@ -58,7 +58,7 @@ func Default() *Set {
 
 // ReadFunc returns the current values of many rows at once, in the order
 // asked; a row that does not exist is nil.
-type ReadFunc func(ctx context.Context, keys []store.ViewKey) ([][]byte, error)
+type ReadFunc = store.ReadViewsFunc
 
 // ReadEach adapts a one-row reader (which returns an error wrapping
 // store.ErrNotFound for a missing row) to a ReadFunc.
@@ -79,8 +79,9 @@ func ReadEach(one func(ctx context.Context, view, key string) ([]byte, error)) R
 }
 
 // Apply folds entries, in the order given, into the rows they affect and
-// returns the changed rows (one per row, its final value), sorted by view and
-// key. Every row the entries touch is read with one call of read.
+// returns the changed rows (one per row, its final value, with the value read
+// as its Prior), sorted by view and key. Every row the entries touch is read
+// with one call of read.
 func (s *Set) Apply(ctx context.Context, read ReadFunc, entries []store.Stored) ([]store.ViewRow, error) {
 	type touch struct {
 		r   Reducer
@@ -125,7 +126,7 @@ func (s *Set) Apply(ctx context.Context, read ReadFunc, entries []store.Stored) 
 		if (v == nil) == (vals[i] == nil) && bytes.Equal(v, vals[i]) {
 			continue // unchanged: nothing to write
 		}
-		rows = append(rows, store.ViewRow{View: k.View, Key: k.Key, Value: v})
+		rows = append(rows, store.ViewRow{View: k.View, Key: k.Key, Value: v, Prior: vals[i]})
 	}
 	sortRows(rows)
 	return rows, nil

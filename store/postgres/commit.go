@@ -175,6 +175,8 @@ func checkViews(rows []store.ViewRow) error {
 
 // lastViews keeps the last row given for each (view, key), in order of first
 // appearance: applying them gives the same state as applying all in order.
+// Each keeps the Prior of the key's first row, the value the batch expects
+// stored.
 func lastViews(rows []store.ViewRow) []store.ViewRow {
 	if len(rows) == 0 {
 		return nil
@@ -184,6 +186,7 @@ func lastViews(rows []store.ViewRow) []store.ViewRow {
 	for _, v := range rows {
 		k := viewKey{v.View, v.Key}
 		if i, ok := at[k]; ok {
+			v.Prior = out[i].Prior
 			out[i] = v
 			continue
 		}
@@ -250,7 +253,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(context.Context, p
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrInvalid):
+		case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrStaleView):
 			return err
 		case isRetryable(err) && attempt < s.o.retries:
 			// Back off a little, randomly, so the transactions that
@@ -383,11 +386,16 @@ func apply(ctx context.Context, tx pgx.Tx, b *store.Batch, p *plan) error {
 		})
 	}
 	n := q.Len()
-	queueViews(&q, b.Event, p.views)
+	if !b.CheckViews {
+		queueViews(&q, b.Event, p.views)
+	}
 	for range q.Len() - n {
 		checks = append(checks, execOnly)
 	}
 	if q.Len() == 0 {
+		if b.CheckViews {
+			return writeCheckedViews(ctx, tx, b, p.views)
+		}
 		return nil
 	}
 	br := tx.SendBatch(ctx, &q)
@@ -401,9 +409,106 @@ func apply(ctx context.Context, tx pgx.Tx, b *store.Batch, p *plan) error {
 		return err
 	}
 	if trees != nil {
-		return trees.compare(ctx, tx, b.Event)
+		if err := trees.compare(ctx, tx, b.Event); err != nil {
+			return err
+		}
+	}
+	if b.CheckViews {
+		return writeCheckedViews(ctx, tx, b, p.views)
 	}
 	return nil
+}
+
+// writeCheckedViews writes a CheckViews batch's rows: it locks them against
+// other writers until the transaction ends (advisory locks, which also
+// cover rows that do not exist yet), reads them, and writes the batch's rows
+// if every stored value is the row's Prior, or else what b.Refold folds from
+// the stored values.
+func writeCheckedViews(ctx context.Context, tx pgx.Tx, b *store.Batch, rows []store.ViewRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	keys := make([]store.ViewKey, len(rows))
+	for i, v := range rows {
+		keys[i] = store.ViewKey{View: v.View, Key: v.Key}
+	}
+	read := func(ctx context.Context, keys []store.ViewKey) ([][]byte, error) {
+		return lockAndReadViews(ctx, tx, b.Event, keys)
+	}
+	stored, err := read(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for i, v := range rows {
+		if (stored[i] == nil) == (v.Prior == nil) && bytes.Equal(stored[i], v.Prior) {
+			continue
+		}
+		if b.Refold == nil {
+			return fmt.Errorf("%w: event %q view %s key %q", store.ErrStaleView, b.Event, v.View, v.Key)
+		}
+		if rows, err = b.Refold(ctx, read); err != nil {
+			return err
+		}
+		if err := checkViews(rows); err != nil {
+			return err
+		}
+		rows = lastViews(rows)
+		break
+	}
+	var q pgx.Batch
+	queueViews(&q, b.Event, rows)
+	return tx.SendBatch(ctx, &q).Close()
+}
+
+// lockAndReadViews takes a transaction-scoped advisory lock on each view
+// row (in a fixed order, so two writers cannot deadlock on rows of one
+// call) and returns the rows' values, nil for a missing one.
+func lockAndReadViews(ctx context.Context, tx pgx.Tx, event string, keys []store.ViewKey) ([][]byte, error) {
+	ids := make([]int64, 0, len(keys))
+	views, names := make([][]byte, len(keys)), make([][]byte, len(keys))
+	for i, k := range keys {
+		ids = append(ids, viewLockID(event, k))
+		views[i], names[i] = []byte(k.View), []byte(k.Key)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, n) ORDER BY n`, ids); err != nil {
+		return nil, err
+	}
+	rs, err := tx.Query(ctx, `SELECT u.n, t.value FROM unnest($2::bytea[], $3::bytea[]) WITH ORDINALITY AS u(view, key, n)
+		JOIN canopy.views t ON t.event = $1 AND t.view = u.view AND t.key = u.key`, []byte(event), views, names)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	out := make([][]byte, len(keys))
+	for rs.Next() {
+		var n int64
+		var v []byte
+		if err := rs.Scan(&n, &v); err != nil {
+			return nil, err
+		}
+		if v == nil {
+			v = []byte{} // an empty value is a row
+		}
+		out[n-1] = v
+	}
+	return out, rs.Err()
+}
+
+// viewLockID is the advisory lock key of a view row: the first 8 bytes of
+// a SHA-256 over its event, view and key.
+func viewLockID(event string, k store.ViewKey) int64 {
+	h := sha256.New()
+	for _, part := range []string{event, k.View, k.Key} {
+		var n [4]byte
+		n[0], n[1], n[2], n[3] = byte(len(part)>>24), byte(len(part)>>16), byte(len(part)>>8), byte(len(part))
+		h.Write(n[:])
+		h.Write([]byte(part))
+	}
+	sum := h.Sum(nil)
+	return int64(uint64(sum[0])<<56 | uint64(sum[1])<<48 | uint64(sum[2])<<40 | uint64(sum[3])<<32 |
+		uint64(sum[4])<<24 | uint64(sum[5])<<16 | uint64(sum[6])<<8 | uint64(sum[7]))
 }
 
 // copyMin is the number of rows from which entries and tree hashes are

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"canopy/internal/testutil"
 	"canopy/store"
 	"canopy/store/postgres"
 )
@@ -123,7 +124,7 @@ func TestReadOnlyIsUnavailable(t *testing.T) {
 	dsn := freshDB(t)
 	openDSN(t, dsn).Close()
 	name := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
-	admin := adminDSN(t)
+	admin := testutil.PostgresDSN(t)
 	rawExec(t, admin, `ALTER DATABASE `+name+` SET default_transaction_read_only = on`)
 	s := openDSN(t, dsn) // new connections take the setting
 
@@ -159,7 +160,7 @@ func TestConnectionsTerminated(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
-	rawExec(t, adminDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+name+`' AND pid <> pg_backend_pid()`)
+	rawExec(t, testutil.PostgresDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+name+`' AND pid <> pg_backend_pid()`)
 	err := s.Commit(ctx, &store.Batch{Event: "ev", Entries: log})
 	if err != nil && !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Commit after the connections were terminated: %v, want nil or ErrUnavailable", err)

@@ -137,11 +137,15 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 	if err != nil {
 		return err
 	}
-	err = s.write(ctx, "commit", func(tx *sql.Tx) error { return s.apply(tx, b, runs) })
-	if err == nil && len(b.Views) > 0 {
-		s.cache.committed(b.Event, b.Views)
-	}
-	return err
+	var written []store.ViewRow
+	return s.write(ctx, "commit", func(tx *sql.Tx) (err error) {
+		written, err = s.apply(ctx, tx, b, runs)
+		return err
+	}, func() {
+		if len(written) > 0 {
+			s.cache.committed(b.Event, written)
+		}
+	})
 }
 
 // ReplaceViews implements store.Store.
@@ -156,6 +160,7 @@ func (s *Store) ReplaceViews(ctx context.Context, event string, rows []store.Vie
 	if err := checkViews(rows); err != nil {
 		return err
 	}
+	// Whatever happens, no cached row of the event may outlive this.
 	defer s.cache.forget(event)
 	return s.write(ctx, "replace views", func(tx *sql.Tx) error {
 		if _, err := tx.Stmt(s.ws.delViews).Exec(event); err != nil {
@@ -171,11 +176,13 @@ func (s *Store) ReplaceViews(ctx context.Context, event string, rows []store.Vie
 			}
 		}
 		return nil
-	})
+	}, func() { s.cache.forget(event) })
 }
 
-// write runs fn in one transaction on the writer connection.
-func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+// write runs fn in one transaction on the writer connection and, once it
+// has committed, calls done (if not nil) before the next write may begin,
+// so that what done records about the commit is in commit order.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error, done func()) error {
 	if s.readOnly {
 		return fmt.Errorf("%s: %w", op, ErrReadOnly)
 	}
@@ -197,7 +204,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrInvalid) {
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrStaleView) {
 			return err
 		}
 		return classify(op, err)
@@ -205,17 +212,20 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 	if err := tx.Commit(); err != nil {
 		return classify(op, err)
 	}
+	if done != nil {
+		done()
+	}
 	return nil
 }
 
-// apply writes a planned batch inside tx.
-func (s *Store) apply(tx *sql.Tx, b *store.Batch, runs []run) error {
+// apply writes a planned batch inside tx and returns the view rows it wrote.
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch, runs []run) ([]store.ViewRow, error) {
 	ev := b.Event
 	var fresh []row
 	for _, r := range runs {
 		rows, err := s.newRows(tx, ev, r)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(rows) == 0 {
 			continue
@@ -223,15 +233,15 @@ func (s *Store) apply(tx *sql.Tx, b *store.Batch, runs []run) error {
 		fresh = append(fresh, rows...)
 		last := rows[len(rows)-1]
 		if _, err := tx.Stmt(s.ws.putHead).Exec(ev, r.node[:], int64(last.e.Seq), last.hash[:]); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := s.insertEntries(tx, ev, fresh); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := s.insertTreeHashes(tx, ev, b.TreeHashes); err != nil {
-		return err
+		return nil, err
 	}
 
 	if len(b.Checkpoints) > 0 {
@@ -243,20 +253,38 @@ func (s *Store) apply(tx *sql.Tx, b *store.Batch, runs []run) error {
 			}
 			res, err := put.Exec(ev, c.Node[:], int64(c.Size), c.Root[:], note)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if n, err := res.RowsAffected(); err != nil {
-				return err
+				return nil, err
 			} else if n == 0 {
-				return fmt.Errorf("%w: event %q author %s: a checkpoint of size %d with another root than %s is stored",
+				return nil, fmt.Errorf("%w: event %q author %s: a checkpoint of size %d with another root than %s is stored",
 					store.ErrConflict, ev, c.Node, c.Size, c.Root)
 			}
 		}
 	}
 
-	if len(b.Views) > 0 {
+	views := b.Views
+	if b.CheckViews {
+		// The writer connection is the only one: nobody changes a row
+		// between these reads and the commit.
+		at := tx.Stmt(s.ws.viewAt)
+		err := checkPriors(at, ev, views)
+		if errors.Is(err, store.ErrStaleView) && b.Refold != nil {
+			views, err = b.Refold(ctx, func(_ context.Context, keys []store.ViewKey) ([][]byte, error) {
+				return readViewsAt(at, ev, keys)
+			})
+			if err == nil {
+				err = checkViews(views)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(views) > 0 {
 		put, del := tx.Stmt(s.ws.putView), tx.Stmt(s.ws.delView)
-		for _, v := range b.Views {
+		for _, v := range views {
 			var err error
 			if v.Value == nil {
 				_, err = del.Exec(ev, v.View, v.Key)
@@ -264,8 +292,47 @@ func (s *Store) apply(tx *sql.Tx, b *store.Batch, runs []run) error {
 				_, err = put.Exec(ev, v.View, v.Key, v.Value)
 			}
 			if err != nil {
-				return err
+				return nil, err
 			}
+		}
+	}
+	return views, nil
+}
+
+// readViewsAt reads view rows one by one with the statement at (nil for a
+// missing row).
+func readViewsAt(at *sql.Stmt, ev string, keys []store.ViewKey) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		err := at.QueryRow(ev, k.View, k.Key).Scan(&out[i])
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// checkPriors returns ErrStaleView unless every view row's stored value is
+// the Prior of the batch's first row for its key.
+func checkPriors(at *sql.Stmt, ev string, rows []store.ViewRow) error {
+	seen := make(map[store.ViewKey]bool, len(rows))
+	for _, v := range rows {
+		k := store.ViewKey{View: v.View, Key: v.Key}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		var cur []byte
+		err := at.QueryRow(ev, v.View, v.Key).Scan(&cur)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if v.Prior != nil {
+				return fmt.Errorf("%w: event %q view %s key %q was deleted", store.ErrStaleView, ev, v.View, v.Key)
+			}
+		case err != nil:
+			return err
+		case v.Prior == nil || !bytes.Equal(cur, v.Prior):
+			return fmt.Errorf("%w: event %q view %s key %q", store.ErrStaleView, ev, v.View, v.Key)
 		}
 	}
 	return nil

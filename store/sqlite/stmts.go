@@ -31,6 +31,7 @@ type writeStmts struct {
 	putView     *sql.Stmt
 	delView     *sql.Stmt
 	delViews    *sql.Stmt
+	viewAt      *sql.Stmt
 }
 
 func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -64,12 +65,13 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 			ON CONFLICT (event, view, key) DO UPDATE SET value = excluded.value`},
 		{&ws.delView, `DELETE FROM views WHERE event = ? AND view = ? AND key = ?`},
 		{&ws.delViews, `DELETE FROM views WHERE event = ?`},
+		{&ws.viewAt, `SELECT value FROM views WHERE event = ? AND view = ? AND key = ?`},
 	})
 }
 
 func (ws *writeStmts) close() {
 	closeAll(ws.head, ws.hashAt, ws.insertEntry, ws.insertChunk, ws.putHead, ws.insertTree,
-		ws.insertTrees, ws.treeAt, ws.putCP, ws.putView, ws.delView, ws.delViews)
+		ws.insertTrees, ws.treeAt, ws.putCP, ws.putView, ws.delView, ws.delViews, ws.viewAt)
 }
 
 // readStmts are prepared once on the read pool.

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -266,4 +267,95 @@ func (s *suite) testReplaceViews(t *testing.T) {
 	checkView(t, st, "ev", "orders")
 	checkView(t, st, "ev", "lots")
 	checkView(t, st, "other", "orders", row("orders", "a", "keep"))
+}
+
+// testCheckedViews: with CheckViews, a batch's view rows are written only
+// if each key still holds the Prior of its first row; otherwise Commit
+// returns ErrStaleView and nothing of the batch is stored. Without it,
+// priors are ignored.
+func (s *suite) testCheckedViews(t *testing.T) {
+	st := s.open(t)
+	prior := func(view, key, value, was string) store.ViewRow {
+		r := row(view, key, value)
+		r.Prior = []byte(was)
+		return r
+	}
+	commit(t, st, &store.Batch{Event: "ev", Views: []store.ViewRow{
+		row("lots", "a", "1"), row("lots", "b", "1"), row("lots", "e", ""),
+	}})
+
+	// Priors that hold: an update, an insert (nil prior), a delete, an
+	// update of an empty value, and two rows of one key (the first row's
+	// prior is the one checked).
+	commit(t, st, &store.Batch{Event: "ev", CheckViews: true, Views: []store.ViewRow{
+		prior("lots", "a", "2", "1"),
+		row("lots", "n", "new"),
+		{View: "lots", Key: "b", Prior: []byte("1")},
+		prior("lots", "e", "filled", ""),
+		row("lots", "m", "m1"), prior("lots", "m", "m2", "m1"),
+	}})
+	checkView(t, st, "ev", "lots", row("lots", "a", "2"), row("lots", "e", "filled"), row("lots", "m", "m2"), row("lots", "n", "new"))
+
+	// Each way a prior can be stale fails the whole batch, entries included.
+	a := newAuthor(41)
+	for name, stale := range map[string]store.ViewRow{
+		"update of a changed row":     prior("lots", "a", "3", "1"),
+		"insert over a stored row":    row("lots", "a", "3"),
+		"update of a deleted row":     prior("lots", "b", "2", "1"),
+		"delete of a changed row":     {View: "lots", Key: "n", Prior: []byte("old")},
+		"delete of an absent row":     {View: "lots", Key: "gone", Prior: []byte("x")},
+		"absent row written by other": {View: "lots", Key: "a"},
+		"empty value taken for none":  row("lots", "e", "x"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := a.make(t, "ev", 1, ledger.Hash{}, ledger.HLC{Wall: 1000}, "k", "body")
+			b := &store.Batch{Event: "ev", CheckViews: true, Entries: []store.Stored{e},
+				TreeHashes: []store.TreeHash{{Node: a.id, Index: 0, Hash: e.Hash}},
+				Views:      []store.ViewRow{row("lots", "fresh", "1"), stale}}
+			err := st.Commit(ctx, b)
+			wantErr(t, "Commit with a stale prior", err, store.ErrStaleView)
+			if v, err := st.Vector(ctx, "ev"); err != nil || len(v) != 0 {
+				t.Fatalf("after a stale batch Vector = %v, %v; want empty", v, err)
+			}
+			checkView(t, st, "ev", "lots", row("lots", "a", "2"), row("lots", "e", "filled"), row("lots", "m", "m2"), row("lots", "n", "new"))
+		})
+	}
+
+	// With Refold, a stale prior makes Commit fold again from the stored
+	// values (read inside the commit) and write what that gives; the
+	// entries are stored too.
+	t.Run("refold", func(t *testing.T) {
+		e := a.make(t, "ev", 1, ledger.Hash{}, ledger.HLC{Wall: 1000}, "k", "body")
+		var asked [][]byte
+		b := &store.Batch{Event: "ev", CheckViews: true, Entries: []store.Stored{e},
+			TreeHashes: []store.TreeHash{{Node: a.id, Index: 0, Hash: e.Hash}},
+			Views:      []store.ViewRow{prior("lots", "a", "3", "1"), row("lots", "q", "new")},
+			Refold: func(ctx context.Context, read store.ReadViewsFunc) ([]store.ViewRow, error) {
+				vals, err := read(ctx, []store.ViewKey{{View: "lots", Key: "a"}, {View: "lots", Key: "q"}, {View: "lots", Key: "e"}})
+				if err != nil {
+					return nil, err
+				}
+				asked = vals
+				return []store.ViewRow{row("lots", "a", string(vals[0])+"+3"), row("lots", "q", "new")}, nil
+			}}
+		commit(t, st, b)
+		if len(asked) != 3 || string(asked[0]) != "2" || asked[1] != nil || string(asked[2]) != "filled" {
+			t.Fatalf("Refold read %q, want the stored values [2 <nil> filled]", asked)
+		}
+		checkView(t, st, "ev", "lots", row("lots", "a", "2+3"), row("lots", "e", "filled"), row("lots", "m", "m2"), row("lots", "n", "new"), row("lots", "q", "new"))
+		if v, err := st.Vector(ctx, "ev"); err != nil || v[a.id] != 1 {
+			t.Fatalf("after a refolded batch Vector = %v, %v; want the entry stored", v, err)
+		}
+		// Priors that hold need no refold.
+		commit(t, st, &store.Batch{Event: "ev", CheckViews: true, Views: []store.ViewRow{prior("lots", "a", "4", "2+3")},
+			Refold: func(context.Context, store.ReadViewsFunc) ([]store.ViewRow, error) {
+				t.Fatal("Refold called although the priors hold")
+				return nil, nil
+			}})
+		commit(t, st, &store.Batch{Event: "ev", Views: []store.ViewRow{row("lots", "a", "2"), {View: "lots", Key: "q"}}})
+	})
+
+	// Without CheckViews the same rows are written blindly.
+	commit(t, st, &store.Batch{Event: "ev", Views: []store.ViewRow{prior("lots", "a", "blind", "not what is stored")}})
+	checkView(t, st, "ev", "lots", row("lots", "a", "blind"), row("lots", "e", "filled"), row("lots", "m", "m2"), row("lots", "n", "new"))
 }

@@ -71,6 +71,7 @@ func RunOpener(t *testing.T, o Opener) {
 		{"Checkpoints", s.testCheckpoints},
 		{"Views", s.testViews},
 		{"ReplaceViews", s.testReplaceViews},
+		{"CheckedViews", s.testCheckedViews},
 		{"CanceledContext", s.testCanceledContext},
 		{"Closed", s.testClosed},
 		{"Concurrent", s.testConcurrent},
