@@ -81,3 +81,19 @@ func startCPUProfile(path string) (func(), error) {
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
+
+// intFlag is a counting flag's name, value and largest allowed value.
+type intFlag struct {
+	name   string
+	v, max int
+}
+
+// checkCounts returns a usage error for the first flag outside 1..max.
+func checkCounts(flags ...intFlag) error {
+	for _, f := range flags {
+		if f.v < 1 || f.v > f.max {
+			return usageErrorf("--%s %d is not in 1..%d", f.name, f.v, f.max)
+		}
+	}
+	return nil
+}

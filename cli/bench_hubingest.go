@@ -29,14 +29,8 @@ func runBenchHubIngest(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-		max  int
-	}{{"edges", *edges, 100}, {"entries", *entries, 10_000_000}, {"rounds", *rounds, 100}} {
-		if f.v < 1 || f.v > f.max {
-			return usageErrorf("--%s %d is not in 1..%d", f.name, f.v, f.max)
-		}
+	if err := checkCounts(intFlag{"edges", *edges, 100}, intFlag{"entries", *entries, 10_000_000}, intFlag{"rounds", *rounds, 100}); err != nil {
+		return err
 	}
 	if *db == "" {
 		*db = os.Getenv("CANOPY_TEST_POSTGRES")

@@ -29,13 +29,8 @@ func runBenchImages(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name   string
-		v, max int
-	}{{"layers", *layers, 100}, {"layer-mb", *layerMB, 1000}, {"concurrency", *conc, 1000}, {"rounds", *rounds, 100}} {
-		if f.v < 1 || f.v > f.max {
-			return usageErrorf("--%s %d is not in 1..%d", f.name, f.v, f.max)
-		}
+	if err := checkCounts(intFlag{"layers", *layers, 100}, intFlag{"layer-mb", *layerMB, 1000}, intFlag{"concurrency", *conc, 1000}, intFlag{"rounds", *rounds, 100}); err != nil {
+		return err
 	}
 	if *hang <= 0 {
 		return usageErrorf("--hang-timeout must be positive")

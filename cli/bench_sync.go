@@ -26,14 +26,8 @@ func runBenchSync(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-		max  int
-	}{{"entries", *entries, 10_000_000}, {"restart-entries", *restart, 10_000_000}, {"rounds", *rounds, 100}} {
-		if f.v < 1 || f.v > f.max {
-			return usageErrorf("--%s %d is not in 1..%d", f.name, f.v, f.max)
-		}
+	if err := checkCounts(intFlag{"entries", *entries, 10_000_000}, intFlag{"restart-entries", *restart, 10_000_000}, intFlag{"rounds", *rounds, 100}); err != nil {
+		return err
 	}
 	hs, err := parseCounts(*heal)
 	if err != nil {
