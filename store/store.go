@@ -170,3 +170,11 @@ type Store interface {
 	// Close releases the store. Commits in flight finish first.
 	Close() error
 }
+
+// EncodedReader is implemented by stores that can return an author's
+// entries in their encoded form (ledger.Entry.Encode) as stored, like
+// Store.Entries, so that a sync sender streams them without decoding and
+// encoding them again. The conformance suite checks it against Entries.
+type EncodedReader interface {
+	EncodedEntries(ctx context.Context, event string, node ledger.NodeID, from, to uint64, limit int) ([][]byte, error)
+}

@@ -78,6 +78,16 @@ func (s *Store) Entries(ctx context.Context, event string, node ledger.NodeID, f
 		return nil, err
 	}
 	defer s.leave()
+	rows, err := s.rangeRows(ctx, entryCols, event, node, from, to, limit)
+	if err != nil || rows == nil {
+		return nil, classify("entries", err)
+	}
+	return collect(rows, "entries")
+}
+
+// rangeRows queries cols of the author's entries with from <= seq <= to, in
+// seq order, at most limit (<= 0: all); nil rows for an empty range.
+func (s *Store) rangeRows(ctx context.Context, cols, event string, node ledger.NodeID, from, to uint64, limit int) (pgx.Rows, error) {
 	if from > to || from > math.MaxInt64 {
 		return nil, nil
 	}
@@ -87,13 +97,35 @@ func (s *Store) Entries(ctx context.Context, event string, node ledger.NodeID, f
 		l := int64(limit)
 		lim = &l
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+entryCols+` FROM canopy.entries
+	return s.pool.Query(ctx, `SELECT `+cols+` FROM canopy.entries
 		WHERE event = $1 AND node = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq LIMIT $5`,
 		[]byte(event), node[:], int64(from), int64(to), lim)
-	if err != nil {
-		return nil, classify("entries", err)
+}
+
+// EncodedEntries is Entries in the entries' encoded form (ledger.Entry.Encode),
+// as stored: a sender streams them without decoding and encoding again.
+func (s *Store) EncodedEntries(ctx context.Context, event string, node ledger.NodeID, from, to uint64, limit int) ([][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
 	}
-	return collect(rows, "entries")
+	defer s.leave()
+	rows, err := s.rangeRows(ctx, "data", event, node, from, to, limit)
+	if err != nil || rows == nil {
+		return nil, classify("encoded entries", err)
+	}
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, classify("encoded entries", err)
+		}
+		out = append(out, data)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("encoded entries", err)
+	}
+	return out, nil
 }
 
 // EntriesByKey implements store.Store.

@@ -375,6 +375,21 @@ func (s *suite) testEntriesRange(t *testing.T) {
 			t.Fatalf("Entries(%d, %d, %d): %v", c.from, c.to, c.limit, err)
 		}
 		checkSame(t, fmt.Sprintf("Entries(%d, %d, %d)", c.from, c.to, c.limit), got, c.want)
+		// A store that also serves entries as stored serves the same ones.
+		if enc, ok := st.(store.EncodedReader); ok {
+			raw, err := enc.EncodedEntries(ctx, "ev", a.id, c.from, c.to, c.limit)
+			if err != nil {
+				t.Fatalf("EncodedEntries(%d, %d, %d): %v", c.from, c.to, c.limit, err)
+			}
+			if len(raw) != len(c.want) {
+				t.Fatalf("EncodedEntries(%d, %d, %d): %d entries, want %d", c.from, c.to, c.limit, len(raw), len(c.want))
+			}
+			for i := range raw {
+				if !bytes.Equal(raw[i], c.want[i].Entry.Encode()) {
+					t.Fatalf("EncodedEntries(%d, %d, %d): entry %d differs from its encoding", c.from, c.to, c.limit, i)
+				}
+			}
+		}
 	}
 	got, err := st.Entries(ctx, "ev", newAuthor(9).id, 0, all, 0)
 	if err != nil || len(got) != 0 {
