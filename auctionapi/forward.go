@@ -118,6 +118,11 @@ func (h *handler) divertBid(w http.ResponseWriter, r *http.Request, req *BidRequ
 		Bid:            req.id,
 	})
 	if err != nil {
+		// The forward may have reached the home edge even so, and its
+		// entry of the bid may already have come back by sync.
+		if ok, err := h.answerJudged(w, r.Context(), id, req.id); ok || err != nil {
+			return ok, err
+		}
 		h.deps.Logger.Info("auction: home edge unreachable; recording an intent", "lot", id, "home", home, "err", err)
 		return false, nil
 	}
@@ -130,6 +135,39 @@ func (h *handler) divertBid(w http.ResponseWriter, r *http.Request, req *BidRequ
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	return true, nil
+}
+
+// answerJudged answers a bid whose forward failed from the home edge's
+// entry of it, if that entry (the bid ID this node chose, with this node as
+// Via) has already reached this node by sync: the bid was judged there and
+// needs no intent. It reports whether it answered.
+func (h *handler) answerJudged(w http.ResponseWriter, ctx context.Context, lot, bidID string) (bool, error) {
+	row, err := h.row(ctx, lot)
+	if err != nil {
+		return false, nil // an intent is recorded (or refused) as usual
+	}
+	self := h.deps.Node.String()
+	for i := range row.Bids {
+		b := &row.Bids[i]
+		if b.Intent || b.ID != bidID || b.Via != self {
+			continue
+		}
+		resp := struct {
+			BidResponse
+			Entry ledger.Ref `json:"entry"`
+		}{BidResponse{Accepted: b.Accepted, Reason: b.Reason, Lot: lot, Bid: b.ID, Paddle: b.Paddle, Amount: b.Amount,
+			Minimum: row.Minimum(), ClosesAt: h.formatMs(row.ClosesAt), ClosesAtMs: row.ClosesAt}, b.Entry}
+		status := http.StatusCreated
+		if row.High != nil {
+			resp.High = row.High.Amount
+		}
+		if !b.Accepted {
+			status = http.StatusConflict
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		return true, api.WriteJSON(w, status, resp)
+	}
+	return false, nil
 }
 
 // errUnreachable wraps what made a forward count as not reaching the home

@@ -219,14 +219,17 @@ func TestForwardedBidsNeedANode(t *testing.T) {
 // set, a forwarded bid reaches target (and is judged there) but its answer
 // never reaches the caller — the proxy holds the request until the caller
 // gives up — and the entries target streams to the caller wait too, so the
-// caller cannot learn the outcome by sync before it gives up.
+// caller cannot learn the outcome by sync before it gives up. With
+// dropWhen set instead, streams pass and the answer is dropped (the
+// connection closed) once dropWhen holds.
 type answerLosingProxy struct {
 	target string
 	rp     *httputil.ReverseProxy
 	lost   atomic.Int32
 
-	mu   sync.Mutex
-	gate chan struct{} // non-nil while answers are lost; closed to let streams go on
+	mu       sync.Mutex
+	gate     chan struct{} // non-nil while answers are lost; closed to let streams go on
+	dropWhen func() bool
 }
 
 func newAnswerLosingProxy(t *testing.T, target string) *answerLosingProxy {
@@ -258,8 +261,17 @@ func (p *answerLosingProxy) closed() chan struct{} {
 	return p.gate
 }
 
+func (p *answerLosingProxy) drop(when func() bool) {
+	p.mu.Lock()
+	p.dropWhen = when
+	p.mu.Unlock()
+}
+
 func (p *answerLosingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/v1/sync/bids" || p.closed() == nil {
+	p.mu.Lock()
+	losing, dropWhen := p.gate != nil || p.dropWhen != nil, p.dropWhen
+	p.mu.Unlock()
+	if r.URL.Path != "/v1/sync/bids" || !losing {
 		p.rp.ServeHTTP(gatedWriter{w, p, r.Context()}, r)
 		return
 	}
@@ -276,7 +288,14 @@ func (p *answerLosingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res.Body.Close()
 	}
 	p.lost.Add(1)
-	<-r.Context().Done() // the answer is lost: the caller times out
+	if dropWhen == nil {
+		<-r.Context().Done() // the answer is lost: the caller times out
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); !dropWhen() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // polling a condition
+	}
+	panic(http.ErrAbortHandler) // the connection breaks: no answer
 }
 
 // gatedWriter holds every write while the proxy loses answers.
@@ -299,35 +318,45 @@ func (g gatedWriter) Write(b []byte) (int, error) {
 
 func (g gatedWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
+// lotBehindProxy starts edge A and edge B, B reaching A only through an
+// answerLosingProxy (A's entries come to B by B's pull through it), and
+// opens a lot on A (body lotJSON) that has reached B. bForward bounds B's
+// bid forwards (0: the default).
+func lotBehindProxy(t *testing.T, slug, lotJSON string, bForward time.Duration) (fa, fb *fixture, proxy *answerLosingProxy, a *edge.Edge) {
+	t.Helper()
+	ev := testutil.NewEvent(t, slug)
+	cfgA := ev.EdgeConfig(t, "edge-a", "")
+	cfgB := ev.EdgeConfig(t, "edge-b", "")
+	cfgA.Node.Listen, cfgB.Node.Listen = freeAddr(t), freeAddr(t)
+	proxy = newAnswerLosingProxy(t, "http://"+cfgA.Node.Listen)
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+	cfgB.Sync.Peers = []string{front.URL}
+	cfgB.Sync.BidForwardTimeout.Duration = bForward
+	a = openEdge(t, cfgA)
+	b := openEdge(t, cfgB)
+	auctioneer := ev.ValidToken(t, auth.RoleAuctioneer)
+	fa = &fixture{t: t, e: a, ev: ev, auctioneer: auctioneer}
+	fb = &fixture{t: t, e: b, ev: ev, auctioneer: auctioneer}
+	fb.keys.Store(1_000_000)
+	eventually(t, 10*time.Second, "B learns A's node id", func() bool {
+		_, ok := b.Sync.PeerURL(a.Enrolment.Node)
+		return ok
+	})
+	lot := fa.open(lotJSON)
+	eventually(t, 10*time.Second, "the lot reaches B", func() bool { _, ok := fb.lotOK(lot.ID); return ok })
+	return fa, fb, proxy, a
+}
+
 // TestForwardedBidAnsweredTooLateCountsOnce: the home edge accepts a
 // forwarded bid but its answer does not reach the forwarding edge in time,
 // so that edge records an intent for the same bid (202 pending). Once the
 // logs meet, both edges count the bid once — the home edge's entry — and
 // do not report an intent as the winner.
 func TestForwardedBidAnsweredTooLateCountsOnce(t *testing.T) {
-	ev := testutil.NewEvent(t, "auction-late-answer")
-	cfgA := ev.EdgeConfig(t, "edge-a", "")
-	cfgB := ev.EdgeConfig(t, "edge-b", "")
-	cfgA.Node.Listen, cfgB.Node.Listen = freeAddr(t), freeAddr(t)
-	proxy := newAnswerLosingProxy(t, "http://"+cfgA.Node.Listen)
-	front := httptest.NewServer(proxy)
-	t.Cleanup(front.Close)
-	// A's entries reach B only through B's pull from the proxy.
-	cfgB.Sync.Peers = []string{front.URL}
-	a := openEdge(t, cfgA)
-	b := openEdge(t, cfgB)
-	auctioneer := ev.ValidToken(t, auth.RoleAuctioneer)
-	fa := &fixture{t: t, e: a, ev: ev, auctioneer: auctioneer}
-	fb := &fixture{t: t, e: b, ev: ev, auctioneer: auctioneer}
-	fb.keys.Store(1_000_000)
+	fa, fb, proxy, a := lotBehindProxy(t, "auction-late-answer",
+		`{"id":"clock","title":"Wall clock","start_price":500,"increment":50,"duration_s":3600}`, 0)
 	carol := fa.bidder("carol")
-
-	eventually(t, 10*time.Second, "B learns A's node id", func() bool {
-		_, ok := b.Sync.PeerURL(a.Enrolment.Node)
-		return ok
-	})
-	fa.open(`{"id":"clock","title":"Wall clock","start_price":500,"increment":50,"duration_s":3600}`)
-	eventually(t, 10*time.Second, "the lot reaches B", func() bool { _, ok := fb.lotOK("clock"); return ok })
 
 	proxy.lose()
 	r := fb.bid("clock", carol, 700, "")
@@ -357,5 +386,40 @@ func TestForwardedBidAnsweredTooLateCountsOnce(t *testing.T) {
 		}
 		// The next bid is judged against 700 once, not against a second copy.
 		wantProblem(t, f.bid("clock", carol, 720, ""), http.StatusUnprocessableEntity, api.TypeBidBelowIncrement)
+	}
+}
+
+// TestForwardedBidAnsweredFromSync: the home edge accepts a forwarded bid,
+// its entry reaches the forwarding edge by sync, and then the forward's
+// connection breaks. The forwarding edge answers the bidder from that
+// entry — accepted, 201 — and records no intent.
+func TestForwardedBidAnsweredFromSync(t *testing.T) {
+	// B's forward deadline is long enough for the entry to come back by
+	// sync before the forward fails.
+	fa, fb, proxy, a := lotBehindProxy(t, "auction-answer-from-sync",
+		`{"id":"lamp","title":"Brass lamp","start_price":300,"increment":20,"duration_s":3600}`, 20*time.Second)
+	dana := fa.bidder("dana")
+
+	proxy.drop(func() bool {
+		v, ok := fb.lotOK("lamp")
+		return ok && len(v.Bids) == 1
+	})
+	r := fb.bid("lamp", dana, 400, "")
+	if r.status != http.StatusCreated {
+		t.Fatalf("bid answered %d %s, want 201 from the synced entry", r.status, r.body)
+	}
+	var resp struct {
+		auctionapi.BidResponse
+		Entry ledger.Ref `json:"entry"`
+	}
+	r.decode(t, &resp)
+	if !resp.Accepted || resp.Amount != 400 || resp.High != 400 || resp.Minimum != 420 || resp.Entry.Node != a.Enrolment.Node {
+		t.Fatalf("answer %s, want A's accepted entry of the bid", r.body)
+	}
+	if proxy.lost.Load() != 1 {
+		t.Fatalf("%d forwards reached A, want 1", proxy.lost.Load())
+	}
+	if v := fb.lot("lamp"); len(v.Bids) != 1 || v.Bids[0].Intent {
+		t.Fatalf("B's lot %+v: want only A's entry, no intent", v.Bids)
 	}
 }

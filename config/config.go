@@ -51,6 +51,9 @@ type SyncConfig struct {
 	Hubs  []string `toml:"hubs"`
 	Peers []string `toml:"peers"`
 	Push  *bool    `toml:"push"`
+	// BidForwardTimeout bounds forwarding a bid to its lot's home edge
+	// before it is recorded here as an intent (0: 300 ms; 10 ms to 30 s).
+	BidForwardTimeout Duration `toml:"bid_forward_timeout"`
 }
 
 // ImagesConfig is the [images] table: the image cache (an OCI pull-through
@@ -220,6 +223,9 @@ func (c *Config) Resolve() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: node.log_level %q: want debug, info, warn or error", n.LogLevel)
+	}
+	if d := c.Sync.BidForwardTimeout.Duration; d != 0 && (d < 10*time.Millisecond || d > 30*time.Second) {
+		return fmt.Errorf("config: sync.bid_forward_timeout %s: want 10ms..30s", d)
 	}
 	for _, u := range append(append([]string(nil), c.Sync.Hubs...), c.Sync.Peers...) {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {

@@ -50,6 +50,8 @@ func TestErrors(t *testing.T) {
 		func(c *Config) { c.Node.LogLevel = "loud" },
 		func(c *Config) { c.Sync.Peers = []string{"ftp://x"} },
 		func(c *Config) { c.Node.Dir = "" },
+		func(c *Config) { c.Sync.BidForwardTimeout.Duration = time.Millisecond },
+		func(c *Config) { c.Sync.BidForwardTimeout.Duration = time.Minute },
 	}
 	for i, f := range bad {
 		c := Default()

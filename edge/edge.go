@@ -170,7 +170,8 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Edge, e
 	auctions, err := auctionapi.Mount(e.API, auctionapi.Deps{Event: ev, Node: enr.Node, Views: st, Clock: clock,
 		// Bids for another edge's lot go to it, at the URL its vector came from.
 		HomeURL: func(n ledger.NodeID) (string, bool) { return e.Sync.PeerURL(n) },
-		Key:     key, Enrolment: token, Logger: log, Stopping: e.stopping})
+		Key:     key, Enrolment: token, Logger: log, Stopping: e.stopping,
+		ForwardTimeout: cfg.Sync.BidForwardTimeout.Duration})
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
