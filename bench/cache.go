@@ -260,6 +260,9 @@ func startCanopyCache(ctx context.Context, o CacheOptions, dir, origin string, b
 		}
 		return newCacheServer("canopy", addrs, stop), nil
 	}
+	if _, err := edgecache.SetGCPercent(0); err != nil { // as canopy cache serve
+		return nil, err
+	}
 	st, err := edgecache.OpenStore(storeDir, 256<<20)
 	if err != nil {
 		return nil, err

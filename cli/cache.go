@@ -43,7 +43,7 @@ func init() {
 }
 
 func runCacheServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "cache serve", "--origin URL --dir DIR [--listen ADDR] [--max-bytes N] [--tls-listen ADDR --tls-ca DIR [--tls-name NAME,...]]")
+	fs := newFlagSet(e, "cache serve", "--origin URL --dir DIR [--listen ADDR] [--max-bytes N] [--gc-percent N] [--tls-listen ADDR --tls-ca DIR [--tls-name NAME,...]]")
 	origin := fs.String("origin", "", "origin base URL, http(s)://host[:port] (required)")
 	listen := fs.String("listen", "127.0.0.1:8081", "listen address")
 	dir := fs.String("dir", "", "store directory (required)")
@@ -51,11 +51,15 @@ func runCacheServe(ctx context.Context, e *env, args []string) error {
 	tlsListen := fs.String("tls-listen", "", "also serve HTTPS (HTTP/2 and HTTP/1.1) on this address, with --tls-ca")
 	tlsCA := fs.String("tls-ca", "", "event CA directory (canopy tls init) issuing the HTTPS leaf certificates")
 	tlsNames := fs.String("tls-name", "localhost", "comma-separated names (SNI) the CA issues leaves for")
+	gcPercent := fs.Int("gc-percent", 0, fmt.Sprintf("garbage collection target, 1..10000 (0: %d; the GOGC environment variable wins)", edgecache.DefaultGCPercent))
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *origin == "" || *dir == "" {
 		return usageErrorf("--origin and --dir are required")
+	}
+	if _, err := edgecache.SetGCPercent(*gcPercent); err != nil {
+		return usageErrorf("--gc-percent: %v", err)
 	}
 	if (*tlsListen == "") != (*tlsCA == "") {
 		return usageErrorf("--tls-listen and --tls-ca go together")

@@ -37,6 +37,7 @@ ttl = "30m"
 		{"[cache]\nbogus = 1\n", "unknown key"},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\nhot_max_bytes = -2\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n", "hot_max_bytes -2"},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\nhot_max_object_bytes = -1\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n", "hot_max_object_bytes -1"},
+		{"[cache]\nlisten = \"127.0.0.1:0\"\ngc_percent = -5\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n", "gc_percent -5"},
 		{"[tls]\nca_dir = \"/x\"\n", "cache is off"},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n[tls]\nca_dir = \"/x\"\ncert_file = \"/c\"\n", "not both"},
 		{"[cache]\nlisten = \"127.0.0.1:0\"\n[[cache.site]]\nname = \"a\"\norigins = [\"http://x\"]\n[tls]\ncert_file = \"/c\"\n", "go together"},

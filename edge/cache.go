@@ -38,6 +38,9 @@ func openCache(cfg config.CacheConfig, tlsCfg config.TLSConfig, log *slog.Logger
 	for _, s := range cfg.Site {
 		names = append(names, s.Name)
 	}
+	if _, err := edgecache.SetGCPercent(cfg.GCPercent); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	serverTLS, err := cacheTLS(tlsCfg, names)
 	if err != nil {
 		return nil, err
