@@ -289,7 +289,10 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	if body != "v1" || !strings.Contains(resp.Header.Get("Cache-Status"), "stale-while-revalidate") {
 		t.Fatalf("stale: %q %q", body, resp.Header.Get("Cache-Status"))
 	}
-	waitFor(t, "background revalidation", func() bool { _, b := get(t, srv.URL+"/s"); return b == "v2" })
+	h.bg.Wait() // the background revalidation has stored its response
+	if _, body := get(t, srv.URL+"/s"); body != "v2" {
+		t.Fatalf("after the background revalidation: %q, want v2", body)
+	}
 	if o.hits.Load() != 2 {
 		t.Fatalf("origin hits %d, want exactly 2 (one background revalidation)", o.hits.Load())
 	}
