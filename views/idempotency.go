@@ -1,6 +1,7 @@
 package views
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"sort"
@@ -52,11 +53,39 @@ func (Idempotency) View() string { return IdempotencyView }
 
 // Rows implements Reducer.
 func (Idempotency) Rows(s store.Stored) []string {
+	if !mayNameKey(s.Entry.Body) {
+		return nil
+	}
 	var m idempotencyMembers
 	if json.Unmarshal(s.Entry.Body, &m) != nil || m.Key == "" {
 		return nil
 	}
 	return []string{m.Key}
+}
+
+// keyPrefix is the part of the member name "idempotency_key" whose letters
+// have no case partner outside ASCII ('k' has one: the Kelvin sign).
+const keyPrefix = "idempotency_"
+
+// mayNameKey reports whether body may have a member that json.Unmarshal
+// matches to "idempotency_key", so most bodies are not parsed at all. The
+// match is case-insensitive, so without escapes such a member's name holds
+// keyPrefix in some ASCII case; a body with a backslash is parsed anyway.
+func mayNameKey(body []byte) bool {
+	if bytes.IndexByte(body, '\\') >= 0 {
+		return true
+	}
+	for i := 0; i+len(keyPrefix) <= len(body); i++ {
+		j := bytes.IndexAny(body[i:], "iI")
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i+len(keyPrefix) <= len(body) && bytes.EqualFold(body[i:i+len(keyPrefix)], []byte(keyPrefix)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Fold implements Reducer.

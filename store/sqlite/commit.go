@@ -221,7 +221,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error,
 // apply writes a planned batch inside tx and returns the view rows it wrote.
 func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch, runs []run) ([]store.ViewRow, error) {
 	ev := b.Event
-	var fresh []row
+	ins := s.newInserter(tx, ev)
 	for _, r := range runs {
 		rows, err := s.newRows(tx, ev, r)
 		if err != nil {
@@ -230,17 +230,16 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch, runs []ru
 		if len(rows) == 0 {
 			continue
 		}
-		fresh = append(fresh, rows...)
 		last := rows[len(rows)-1]
 		if _, err := tx.Stmt(s.ws.putHead).Exec(ev, r.node[:], int64(last.e.Seq), last.hash[:]); err != nil {
 			return nil, err
 		}
-	}
-	if err := s.insertEntries(tx, ev, fresh); err != nil {
-		return nil, err
+		if err := s.insertEntries(ins, r.node, rows); err != nil {
+			return nil, err
+		}
 	}
 
-	if err := s.insertTreeHashes(tx, ev, b.TreeHashes); err != nil {
+	if err := s.insertTreeHashes(ins, b.TreeHashes); err != nil {
 		return nil, err
 	}
 
@@ -338,58 +337,76 @@ func checkPriors(at *sql.Stmt, ev string, rows []store.ViewRow) error {
 	return nil
 }
 
-// insertTreeHashes writes tree hashes, treeChunk to a statement where it
-// can. A hash already stored must be the same.
-func (s *Store) insertTreeHashes(tx *sql.Tx, ev string, ths []store.TreeHash) error {
+// insertTreeHashes writes tree hashes, an author's at a time, in as few
+// statements as it can. A hash already stored must be the same.
+func (s *Store) insertTreeHashes(ins *inserter, ths []store.TreeHash) error {
+	var at *sql.Stmt
+	for _, g := range byNode(ths) {
+		for len(g) > 0 {
+			k, i := chunkOf(len(g), treeChunk)
+			args := ins.start(g[0].Node, k*treeParams)
+			for _, th := range g[:k] {
+				args = append(args, th.Index, th.Hash[:])
+			}
+			res, err := ins.stmt(s.ws.insertTrees, i, ins.trees).Exec(args...)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if n != int64(k) {
+				// Some were stored before: they must be the same.
+				if at == nil {
+					at = ins.tx.Stmt(s.ws.treeAt)
+				}
+				for _, th := range g[:k] {
+					var stored []byte
+					if err := at.QueryRow(ins.ev, th.Node[:], th.Index).Scan(&stored); err != nil {
+						return err
+					}
+					if !bytes.Equal(stored, th.Hash[:]) {
+						return fmt.Errorf("%w: event %q author %s tree hash %d: stored %x, batch has %s",
+							store.ErrConflict, ins.ev, th.Node, th.Index, stored, th.Hash)
+					}
+				}
+			}
+			g = g[k:]
+		}
+	}
+	return nil
+}
+
+// byNode splits tree hashes into one group per author, in the order
+// authors first appear, keeping each author's hashes in order. A slice of
+// one author's hashes is returned whole, without copying.
+func byNode(ths []store.TreeHash) [][]store.TreeHash {
 	if len(ths) == 0 {
 		return nil
 	}
-	var many, one, at *sql.Stmt
-	args := make([]any, 0, 4*treeChunk)
-	for len(ths) > 0 {
-		k := 1
-		ins := one
-		if len(ths) >= treeChunk {
-			k = treeChunk
-			if many == nil {
-				many = tx.Stmt(s.ws.insertTrees)
-			}
-			ins = many
-		} else if one == nil {
-			one = tx.Stmt(s.ws.insertTree)
-			ins = one
+	one := true
+	for _, th := range ths[1:] {
+		if th.Node != ths[0].Node {
+			one = false
+			break
 		}
-		args = args[:0]
-		for _, th := range ths[:k] {
-			args = append(args, ev, th.Node[:], th.Index, th.Hash[:])
-		}
-		res, err := ins.Exec(args...)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n != int64(k) {
-			// Some were stored before: they must be the same.
-			if at == nil {
-				at = tx.Stmt(s.ws.treeAt)
-			}
-			for _, th := range ths[:k] {
-				var stored []byte
-				if err := at.QueryRow(ev, th.Node[:], th.Index).Scan(&stored); err != nil {
-					return err
-				}
-				if !bytes.Equal(stored, th.Hash[:]) {
-					return fmt.Errorf("%w: event %q author %s tree hash %d: stored %x, batch has %s",
-						store.ErrConflict, ev, th.Node, th.Index, stored, th.Hash)
-				}
-			}
-		}
-		ths = ths[k:]
 	}
-	return nil
+	if one {
+		return [][]store.TreeHash{ths}
+	}
+	var groups [][]store.TreeHash
+	index := map[ledger.NodeID]int{}
+	for _, th := range ths {
+		j, ok := index[th.Node]
+		if !ok {
+			j = len(groups)
+			index[th.Node] = j
+			groups = append(groups, nil)
+		}
+		groups[j] = append(groups[j], th)
+	}
+	return groups
 }
 
 // newRows checks a run against the author's stored log and returns the rows
@@ -437,40 +454,53 @@ func (s *Store) newRows(tx *sql.Tx, ev string, r run) ([]row, error) {
 	return rows, nil
 }
 
-// insertEntries writes rows with as few statements as it can: multi-row
-// inserts of insertChunk rows, then one statement per remaining row.
-func (s *Store) insertEntries(tx *sql.Tx, ev string, rows []row) error {
-	if len(rows) == 0 {
-		return nil
+// inserter holds what the multi-row inserts of one transaction share:
+// the statements taken into it and an argument slice reused by each.
+type inserter struct {
+	tx      *sql.Tx
+	ev      string
+	args    []any
+	entries []*sql.Stmt // by chunk index, taken on first use
+	trees   []*sql.Stmt
+}
+
+func (s *Store) newInserter(tx *sql.Tx, ev string) *inserter {
+	return &inserter{tx: tx, ev: ev, entries: make([]*sql.Stmt, len(s.ws.insertEntries)),
+		trees: make([]*sql.Stmt, len(s.ws.insertTrees))}
+}
+
+// start begins the arguments of one statement for author node, with room
+// for n more.
+func (ins *inserter) start(node ledger.NodeID, n int) []any {
+	if cap(ins.args) < 2+n {
+		ins.args = make([]any, 0, 2+n)
 	}
-	const cols = 9
-	args := make([]any, 0, cols*min(len(rows), insertChunk))
-	add := func(w row) {
-		args = append(args, ev, w.e.Node[:], int64(w.e.Seq), w.hash[:], w.e.HLC.Wall,
-			int64(w.e.HLC.Logical), w.e.Kind, w.e.Key, w.data)
+	ins.args = append(ins.args[:0], ins.ev, node[:])
+	return ins.args
+}
+
+// stmt returns prepared statement i of sts within the transaction.
+func (ins *inserter) stmt(sts []*sql.Stmt, i int, taken []*sql.Stmt) *sql.Stmt {
+	if taken[i] == nil {
+		taken[i] = ins.tx.Stmt(sts[i])
 	}
-	if len(rows) >= insertChunk {
-		chunk := tx.Stmt(s.ws.insertChunk)
-		for len(rows) >= insertChunk {
-			args = args[:0]
-			for _, w := range rows[:insertChunk] {
-				add(w)
-			}
-			if _, err := chunk.Exec(args...); err != nil {
-				return err
-			}
-			rows = rows[insertChunk:]
+	return taken[i]
+}
+
+// insertEntries writes one author's new rows with as few statements as it
+// can: whole chunks of insertChunk rows, then one statement per power of
+// two left.
+func (s *Store) insertEntries(ins *inserter, node ledger.NodeID, rows []row) error {
+	for len(rows) > 0 {
+		k, i := chunkOf(len(rows), insertChunk)
+		args := ins.start(node, k*entryParams)
+		for _, w := range rows[:k] {
+			args = append(args, int64(w.e.Seq), w.hash[:], w.e.HLC.Wall, int64(w.e.HLC.Logical), w.e.Kind, w.e.Key, w.data)
 		}
-	}
-	if len(rows) > 0 {
-		one := tx.Stmt(s.ws.insertEntry)
-		for _, w := range rows {
-			args = args[:0]
-			add(w)
-			if _, err := one.Exec(args...); err != nil {
-				return err
-			}
+		if _, err := ins.stmt(s.ws.insertEntries, i, ins.entries).Exec(args...); err != nil {
+			return err
 		}
+		rows = rows[k:]
 	}
 	return nil
 }
