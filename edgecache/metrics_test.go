@@ -44,7 +44,7 @@ func TestMetrics(t *testing.T) {
 	get(t, srv.URL+"/m") // hit
 	clk.Add(3 * time.Second)
 	get(t, srv.URL+"/m") // stale-while-revalidate (the dead origin is still skipped)
-	h.bg.Wait() // the background revalidation has stored its response
+	h.bg.Wait()          // the background revalidation has stored its response
 	if o.hits.Load() != 2 {
 		t.Fatalf("origin hits %d after the background revalidation, want 2", o.hits.Load())
 	}
