@@ -11,8 +11,10 @@ import (
 // rows known to be absent. Every write to the views goes through this
 // Store, which updates the cache after the write commits, so the cache
 // never serves a value the database no longer holds. A read that went to
-// the database is cached only if no commit happened while it ran (a
-// commit could have changed the row after the read saw it).
+// the database is cached only if no commit happened or was under way while
+// it ran (a commit could have changed the row after the read saw it, and a
+// read of the database just before a commit lands must not replace what a
+// read just after it cached).
 type viewCache struct {
 	mu       sync.Mutex
 	maxBytes int
@@ -20,6 +22,7 @@ type viewCache struct {
 	lru      *list.List // of *cacheEntry, most recent first
 	rows     map[cacheKey]*list.Element
 	commits  uint64 // bumped by every commit that writes views
+	holding  bool   // a write is committing: no read may be cached
 }
 
 type cacheKey struct {
@@ -60,32 +63,59 @@ func (c *viewCache) generation() uint64 {
 func (c *viewCache) fill(gen uint64, k cacheKey, value []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.commits != gen {
+	if c.commits != gen || c.holding {
 		return
 	}
 	c.put(k, value)
 }
 
-// committed records the rows a commit wrote.
-func (c *viewCache) committed(event string, rows []store.ViewRow) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.commits++
-	for _, r := range rows {
-		c.put(cacheKey{event, r.View, r.Key}, r.Value)
-	}
+// viewWrite is what a write changes in the views: rows of an event, or all
+// of the event's rows.
+type viewWrite struct {
+	event string
+	rows  []store.ViewRow
+	all   bool
 }
 
-// forget drops every row of an event (after ReplaceViews).
-func (c *viewCache) forget(event string) {
+// hold drops the rows w changes and stops reads from being cached until
+// release; the writer calls it before its transaction commits.
+func (c *viewCache) hold(w viewWrite) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.commits++
-	for k, el := range c.rows {
-		if k.event == event {
+	c.holding = true
+	if w.all {
+		for k, el := range c.rows {
+			if k.event == w.event {
+				c.remove(el)
+			}
+		}
+		return
+	}
+	for _, r := range w.rows {
+		if el, ok := c.rows[cacheKey{w.event, r.View, r.Key}]; ok {
 			c.remove(el)
 		}
 	}
+}
+
+// committed records the rows a committed write wrote.
+func (c *viewCache) committed(w viewWrite) {
+	if w.all {
+		return // read again on demand
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range w.rows {
+		c.put(cacheKey{w.event, r.View, r.Key}, r.Value)
+	}
+}
+
+// release ends hold; reads that began before it are not cached.
+func (c *viewCache) release() {
+	c.mu.Lock()
+	c.holding = false
+	c.commits++
+	c.mu.Unlock()
 }
 
 func (c *viewCache) put(k cacheKey, value []byte) {

@@ -137,14 +137,9 @@ func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
 	if err != nil {
 		return err
 	}
-	var written []store.ViewRow
-	return s.write(ctx, "commit", func(tx *sql.Tx) (err error) {
-		written, err = s.apply(ctx, tx, b, runs)
-		return err
-	}, func() {
-		if len(written) > 0 {
-			s.cache.committed(b.Event, written)
-		}
+	return s.write(ctx, "commit", func(tx *sql.Tx) (viewWrite, error) {
+		written, err := s.apply(ctx, tx, b, runs)
+		return viewWrite{event: b.Event, rows: written}, err
 	})
 }
 
@@ -160,11 +155,10 @@ func (s *Store) ReplaceViews(ctx context.Context, event string, rows []store.Vie
 	if err := checkViews(rows); err != nil {
 		return err
 	}
-	// Whatever happens, no cached row of the event may outlive this.
-	defer s.cache.forget(event)
-	return s.write(ctx, "replace views", func(tx *sql.Tx) error {
+	return s.write(ctx, "replace views", func(tx *sql.Tx) (viewWrite, error) {
+		vw := viewWrite{event: event, all: true}
 		if _, err := tx.Stmt(s.ws.delViews).Exec(event); err != nil {
-			return err
+			return vw, err
 		}
 		put := tx.Stmt(s.ws.putView)
 		for _, r := range rows {
@@ -172,17 +166,18 @@ func (s *Store) ReplaceViews(ctx context.Context, event string, rows []store.Vie
 				continue
 			}
 			if _, err := put.Exec(event, r.View, r.Key, r.Value); err != nil {
-				return err
+				return vw, err
 			}
 		}
-		return nil
-	}, func() { s.cache.forget(event) })
+		return vw, nil
+	})
 }
 
-// write runs fn in one transaction on the writer connection and, once it
-// has committed, calls done (if not nil) before the next write may begin,
-// so that what done records about the commit is in commit order.
-func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error, done func()) error {
+// write runs fn in one transaction on the writer connection. The view rows
+// fn says it wrote leave the cache before the transaction commits (so that
+// no reader can see a newer value in the database and then an older one in
+// the cache) and come back once it has, before the next write begins.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) (viewWrite, error)) error {
 	if s.readOnly {
 		return fmt.Errorf("%s: %w", op, ErrReadOnly)
 	}
@@ -202,19 +197,20 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error,
 	if err != nil {
 		return classify(op, err)
 	}
-	if err := fn(tx); err != nil {
+	vw, err := fn(tx)
+	if err != nil {
 		tx.Rollback()
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrStaleView) {
 			return err
 		}
 		return classify(op, err)
 	}
+	s.cache.hold(vw)
+	defer s.cache.release()
 	if err := tx.Commit(); err != nil {
 		return classify(op, err)
 	}
-	if done != nil {
-		done()
-	}
+	s.cache.committed(vw)
 	return nil
 }
 
