@@ -134,7 +134,7 @@ func TestHungOrigin(t *testing.T) {
 			clk.Now().UTC().Format(http.TimeFormat))
 		return true
 	})
-	h, srv := newCache(t, clk, o.URL()) // 300 ms response-header timeout
+	h, srv := newCacheWith(t, clk, tightTimeout, o.URL()) // 300 ms response-header timeout
 	if _, body := get(t, srv.URL+"/s"); body != "fresh" {
 		t.Fatalf("first body %q", body)
 	}
