@@ -635,15 +635,3 @@ func summarizeCache(results []CacheResult, rounds int, version string) []CacheSu
 	}
 	return out
 }
-
-func medianFloat(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}

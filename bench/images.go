@@ -363,10 +363,8 @@ func mbps(bytes int64, d time.Duration) float64 {
 	if d <= 0 {
 		return 0
 	}
-	return round2(float64(bytes) / 1e6 / d.Seconds())
+	return round(float64(bytes) / 1e6 / d.Seconds())
 }
-
-func round2(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
 
 // RunImages compares Canopy's image cache with docker-registry in proxy
 // mode, both in front of one local upstream: a cold and a warm pull, many
@@ -434,10 +432,10 @@ func RunImages(ctx context.Context, w io.Writer, o ImagesOptions) error {
 			a, b := meds[c+" canopy"], meds[c+" docker-registry"]
 			r := ImagesRatio{Bench: "images", Case: c, Stat: "ratio"}
 			if a.Seconds > 0 {
-				r.Speedup = round2(b.Seconds / a.Seconds)
+				r.Speedup = round(b.Seconds / a.Seconds)
 			}
 			if a.UpstreamBytes > 0 {
-				r.UpstreamBytes = round2(float64(b.UpstreamBytes) / float64(a.UpstreamBytes))
+				r.UpstreamBytes = round(float64(b.UpstreamBytes) / float64(a.UpstreamBytes))
 			}
 			_ = enc.Encode(r)
 		}
@@ -445,8 +443,8 @@ func RunImages(ctx context.Context, w io.Writer, o ImagesOptions) error {
 	return nil
 }
 
-// imagesRound runs every case once on one system.
-func imagesRound(ctx context.Context, sys, dir string, up *benchUpstream, img *benchImage, o ImagesOptions, round int, emit func(ImagesResult)) error {
+// imagesRound runs every case once on one system, as round n.
+func imagesRound(ctx context.Context, sys, dir string, up *benchUpstream, img *benchImage, o ImagesOptions, n int, emit func(ImagesResult)) error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
 	if err := os.MkdirAll(filepath.Join(dir, "a"), 0o755); err != nil {
@@ -466,7 +464,7 @@ func imagesRound(ctx context.Context, sys, dir string, up *benchUpstream, img *b
 		if err != nil {
 			return fmt.Errorf("%s pull: %w", c, err)
 		}
-		emit(ImagesResult{Case: c, System: sys, Round: round, Seconds: round2(el.Seconds()), MBPerSecond: mbps(got, el),
+		emit(ImagesResult{Case: c, System: sys, Round: n, Seconds: round(el.Seconds()), MBPerSecond: mbps(got, el),
 			UpstreamBytes: up.bytes.Load(), UpstreamBlobGets: up.blobGets.Load(), Pulls: 1})
 	}
 	// Pull by tag with the uplink hung (the image is cached).
@@ -478,7 +476,7 @@ func imagesRound(ctx context.Context, sys, dir string, up *benchUpstream, img *b
 	el := time.Since(start)
 	cancel()
 	up.setHang(false)
-	r := ImagesResult{Case: "hung_tag", System: sys, Round: round, Seconds: round2(el.Seconds()), Pulls: 1}
+	r := ImagesResult{Case: "hung_tag", System: sys, Round: n, Seconds: round(el.Seconds()), Pulls: 1}
 	if err != nil {
 		r.TimedOut = hctx.Err() != nil
 		r.Note = err.Error()
@@ -520,7 +518,7 @@ func imagesRound(ctx context.Context, sys, dir string, up *benchUpstream, img *b
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("concurrent cold pulls: %w", err)
 	}
-	emit(ImagesResult{Case: "concurrent_cold", System: sys, Round: round, Seconds: round2(el.Seconds()), MBPerSecond: mbps(total.Load(), el),
+	emit(ImagesResult{Case: "concurrent_cold", System: sys, Round: n, Seconds: round(el.Seconds()), MBPerSecond: mbps(total.Load(), el),
 		UpstreamBytes: up.bytes.Load(), UpstreamBlobGets: up.blobGets.Load(), Pulls: o.Concurrency})
 	return nil
 }
@@ -536,23 +534,12 @@ func imgMedian(all []ImagesResult, c, sys string) ImagesResult {
 	if len(rs) == 0 {
 		return ImagesResult{Bench: "images", Case: c, System: sys, Stat: "median"}
 	}
-	mid := func(f func(ImagesResult) float64) float64 {
-		vs := make([]float64, len(rs))
-		for i, r := range rs {
-			vs[i] = f(r)
-		}
-		slices.Sort(vs)
-		if len(vs)%2 == 1 {
-			return vs[len(vs)/2]
-		}
-		return round2((vs[len(vs)/2-1] + vs[len(vs)/2]) / 2)
-	}
 	m := rs[0]
 	m.Stat, m.Round, m.Note = "median", 0, ""
-	m.Seconds = mid(func(r ImagesResult) float64 { return r.Seconds })
-	m.MBPerSecond = mid(func(r ImagesResult) float64 { return r.MBPerSecond })
-	m.UpstreamBytes = int64(mid(func(r ImagesResult) float64 { return float64(r.UpstreamBytes) }))
-	m.UpstreamBlobGets = int64(mid(func(r ImagesResult) float64 { return float64(r.UpstreamBlobGets) }))
+	m.Seconds = medianBy(rs, func(r ImagesResult) float64 { return r.Seconds })
+	m.MBPerSecond = medianBy(rs, func(r ImagesResult) float64 { return r.MBPerSecond })
+	m.UpstreamBytes = int64(medianBy(rs, func(r ImagesResult) float64 { return float64(r.UpstreamBytes) }))
+	m.UpstreamBlobGets = int64(medianBy(rs, func(r ImagesResult) float64 { return float64(r.UpstreamBlobGets) }))
 	m.TimedOut = false
 	for _, r := range rs {
 		m.TimedOut = m.TimedOut || r.TimedOut

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -185,22 +184,11 @@ func median(all []SyncResult, bench, system string) SyncResult {
 			rs = append(rs, r)
 		}
 	}
-	mid := func(f func(SyncResult) float64) float64 {
-		vs := make([]float64, len(rs))
-		for i, r := range rs {
-			vs[i] = f(r)
-		}
-		slices.Sort(vs)
-		if len(vs)%2 == 1 {
-			return vs[len(vs)/2]
-		}
-		return round((vs[len(vs)/2-1] + vs[len(vs)/2]) / 2)
-	}
 	m := rs[0]
 	m.Stat, m.Round, m.Note = "median", 0, ""
-	m.Seconds = mid(func(r SyncResult) float64 { return r.Seconds })
-	m.PerSecond = mid(func(r SyncResult) float64 { return r.PerSecond })
-	m.WireOverEncoded = mid(func(r SyncResult) float64 { return r.WireOverEncoded })
+	m.Seconds = medianBy(rs, func(r SyncResult) float64 { return r.Seconds })
+	m.PerSecond = medianBy(rs, func(r SyncResult) float64 { return r.PerSecond })
+	m.WireOverEncoded = medianBy(rs, func(r SyncResult) float64 { return r.WireOverEncoded })
 	m.WireBytes, m.EncodedBytes = 0, 0
 	return m
 }

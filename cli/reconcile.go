@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -125,34 +124,7 @@ func fetchReconciliation(ctx context.Context, base, token string) ([]byte, error
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageErrorf("--url must be an http:// or https:// URL of a node, got %q", base)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var p struct {
-			Type   string `json:"type"`
-			Detail string `json:"detail"`
-		}
-		if json.Unmarshal(b, &p) == nil && p.Type != "" {
-			return nil, fmt.Errorf("GET %s: %s: %s (%s)", u.Redacted(), resp.Status, p.Detail, p.Type)
-		}
-		return nil, fmt.Errorf("GET %s: %s: %s", u.Redacted(), resp.Status, strings.TrimSpace(string(b)))
-	}
-	return b, nil
+	return getAuthorized(ctx, u, token, 60*time.Second, 256<<20)
 }
 
 // printReconciliation writes the report as a summary, a table of items

@@ -148,7 +148,14 @@ func fetchSalesReport(ctx context.Context, base, token, from, to string) ([]byte
 		q.Set("to", to)
 	}
 	u.RawQuery = q.Encode()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return getAuthorized(ctx, u, token, 30*time.Second, 64<<20)
+}
+
+// getAuthorized GETs u as JSON with the bearer token, within timeout, and
+// returns at most limit bytes of a 200 answer; any other status becomes an
+// error carrying it and, for a problem response, its detail and type.
+func getAuthorized(ctx context.Context, u *url.URL, token string, timeout time.Duration, limit int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -161,14 +168,13 @@ func fetchSalesReport(ctx context.Context, base, token, from, to string) ([]byte
 		return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var p struct {
 			Type   string `json:"type"`
-			Title  string `json:"title"`
 			Detail string `json:"detail"`
 		}
 		if json.Unmarshal(b, &p) == nil && p.Type != "" {
