@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -25,16 +24,6 @@ import (
 	"canopy/ledger"
 	"canopy/replica"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func openEdge(t *testing.T, cfg config.Config) *edge.Edge {
 	t.Helper()
@@ -76,7 +65,7 @@ func TestBidForwardedToHomeOrRecordedAsIntent(t *testing.T) {
 	ev := testutil.NewEvent(t, "auction-two-edges")
 	cfgA := ev.EdgeConfig(t, "edge-a", "")
 	cfgB := ev.EdgeConfig(t, "edge-b", "")
-	cfgA.Node.Listen, cfgB.Node.Listen = freeAddr(t), freeAddr(t)
+	cfgA.Node.Listen, cfgB.Node.Listen = testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfgA.Sync.Peers = []string{"http://" + cfgB.Node.Listen}
 	cfgB.Sync.Peers = []string{"http://" + cfgA.Node.Listen}
 	a, err := edge.Open(context.Background(), cfgA, nil)
@@ -327,7 +316,7 @@ func lotBehindProxy(t *testing.T, slug, lotJSON string, bForward time.Duration) 
 	ev := testutil.NewEvent(t, slug)
 	cfgA := ev.EdgeConfig(t, "edge-a", "")
 	cfgB := ev.EdgeConfig(t, "edge-b", "")
-	cfgA.Node.Listen, cfgB.Node.Listen = freeAddr(t), freeAddr(t)
+	cfgA.Node.Listen, cfgB.Node.Listen = testutil.FreeAddr(t), testutil.FreeAddr(t)
 	proxy = newAnswerLosingProxy(t, "http://"+cfgA.Node.Listen)
 	front := httptest.NewServer(proxy)
 	t.Cleanup(front.Close)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -88,16 +87,6 @@ func openEdgeConfig(t *testing.T, cfg config.Config) *edge.Edge {
 	}
 	t.Cleanup(func() { _ = e.Close(context.Background()) })
 	return e
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // call sends a device request to an edge and checks the status.

@@ -72,7 +72,7 @@ func TestHubRestartLosesNothing(t *testing.T) {
 	ev := testutil.NewEvent(t, "restart-market")
 	slug := ev.Event.Slug
 	org := ev.ValidToken(t, auth.RoleOrganizer)
-	cfg := hub.Config{Dir: hubDir(t, "hub-1", ev), Listen: freeAddr(t)}
+	cfg := hub.Config{Dir: hubDir(t, "hub-1", ev), Listen: testutil.FreeAddr(t)}
 	h := openHub(t, cfg)
 	url := h.EventURL(slug)
 	a := openEdge(t, ev, "edge-a", url)

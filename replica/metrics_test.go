@@ -55,7 +55,7 @@ func TestSyncMetrics(t *testing.T) {
 	ev := testutil.NewEvent(t, "sync-metrics")
 	org := ev.ValidToken(t, auth.RoleOrganizer)
 	cfgB := ev.EdgeConfig(t, "edge-b", "")
-	cfgB.Node.Listen = freeAddr(t)
+	cfgB.Node.Listen = testutil.FreeAddr(t)
 	b := open(t, cfgB)
 	defer b.Close(context.Background())
 	for i := range 3 {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,16 +17,6 @@ import (
 	"canopy/store"
 	"canopy/viewset"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func open(t *testing.T, cfg config.Config) *edge.Edge {
 	t.Helper()
@@ -100,7 +89,7 @@ func TestTwoEdgesConvergeAcrossAPartition(t *testing.T) {
 	ev := testutil.NewEvent(t, "sync-market")
 	org := ev.ValidToken(t, auth.RoleOrganizer)
 	cfgB := ev.EdgeConfig(t, "edge-b", "")
-	cfgB.Node.Listen = freeAddr(t)
+	cfgB.Node.Listen = testutil.FreeAddr(t)
 	b := open(t, cfgB)
 	cfgA := ev.EdgeConfig(t, "edge-a", "")
 	cfgA.Sync.Peers = []string{"http://" + cfgB.Node.Listen}

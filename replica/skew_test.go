@@ -23,7 +23,7 @@ func TestClockSkewConvergesAndIsFlaggedAlike(t *testing.T) {
 	// Valid for the skewed node's clock too.
 	org := ev.Token(t, auth.RoleOrganizer, "laptop", time.Now().Add(-time.Hour), time.Now().Add(6*time.Hour))
 	cfgB := ev.EdgeConfig(t, "edge-b", "")
-	cfgB.Node.Listen = freeAddr(t)
+	cfgB.Node.Listen = testutil.FreeAddr(t)
 	b := open(t, cfgB)
 	defer b.Close(context.Background())
 	cfgA := ev.EdgeConfig(t, "edge-a", "")

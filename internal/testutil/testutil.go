@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -143,4 +144,16 @@ func FreshPostgres(tb testing.TB, prefix string) string {
 		return u.String()
 	}
 	return admin + " dbname=" + name
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago, for a server the test starts itself.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
